@@ -1,0 +1,229 @@
+//! The command line, declared with clap's derive API.
+//!
+//! Kept apart from the code that runs the commands so `--help` output and
+//! parsing can be read (and tested) in one place.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Parley command-line client.
+#[derive(Parser, Debug)]
+#[command(name = "parley-cli", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Server address as host:port [default: the saved session's server, else 127.0.0.1:7420]
+    #[arg(long, global = true, env = "PARLEY_SERVER", value_name = "HOST:PORT")]
+    pub server: Option<String>,
+
+    /// Name to expect in the server's certificate [default: the host part of --server]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub server_name: Option<String>,
+
+    /// Trust servers whose certificate chains to this CA (PEM file)
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "fingerprint")]
+    pub ca: Option<PathBuf>,
+
+    /// Trust only the server certificate with this SHA-256 fingerprint (hex);
+    /// without --ca or --fingerprint the first certificate seen is remembered
+    #[arg(long, global = true, value_name = "HEX")]
+    pub fingerprint: Option<String>,
+
+    /// Where the session and known-hosts files live
+    #[arg(long, global = true, env = "PARLEY_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create an account (does not log in)
+    Register {
+        /// Username: 3-32 of a-z 0-9 _ . -
+        username: String,
+        /// Display name [default: the username]
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+    /// Log in and save the session for later commands
+    Login {
+        username: String,
+        #[command(flatten)]
+        password: PasswordArg,
+    },
+    /// End the saved session
+    Logout,
+    /// Show who the saved session belongs to
+    Whoami,
+    /// List your sessions on all devices, or revoke one
+    Sessions(SessionsArgs),
+    /// Change your password (signs out your other sessions)
+    Passwd {
+        #[command(flatten)]
+        password: PasswordArg,
+        /// The new password (visible to other local users; prefer the prompt or PARLEY_NEW_PASSWORD)
+        #[arg(
+            long,
+            env = "PARLEY_NEW_PASSWORD",
+            hide_env_values = true,
+            value_name = "PASSWORD"
+        )]
+        new_password: Option<String>,
+    },
+    /// Show a profile (yours without USER), or change yours
+    Profile(ProfileArgs),
+    /// Find users by username or display-name prefix
+    Search {
+        prefix: String,
+        /// Results per page
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Continue from a previous page
+        #[arg(long, default_value = "")]
+        cursor: String,
+    },
+    /// Manage friends, friend requests and blocks
+    Friend {
+        #[command(subcommand)]
+        command: FriendCommand,
+    },
+    /// List your friends with presence
+    Friends,
+}
+
+/// A password from the command line or the environment; prompted for otherwise.
+#[derive(Args, Debug, Default)]
+pub struct PasswordArg {
+    /// The password (visible to other local users; prefer the prompt or PARLEY_PASSWORD)
+    #[arg(
+        long,
+        env = "PARLEY_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub password: Option<String>,
+}
+
+/// `sessions` and `sessions revoke ID`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SessionsArgs {
+    #[command(subcommand)]
+    pub command: Option<SessionsCommand>,
+}
+
+/// Subcommands of `sessions`.
+#[derive(Subcommand, Debug)]
+pub enum SessionsCommand {
+    /// Sign out one session (see `sessions` for ids)
+    Revoke { id: i64 },
+}
+
+/// `profile [USER]` and `profile set …`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ProfileArgs {
+    #[command(subcommand)]
+    pub command: Option<ProfileCommand>,
+    /// Whose profile [default: yours]
+    pub user: Option<String>,
+}
+
+/// Subcommands of `profile`.
+#[derive(Subcommand, Debug)]
+pub enum ProfileCommand {
+    /// Change your display name and/or status line
+    Set {
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+        /// Status line (empty to clear)
+        #[arg(long, value_name = "TEXT")]
+        status: Option<String>,
+    },
+}
+
+/// Subcommands of `friend`.
+#[derive(Subcommand, Debug)]
+pub enum FriendCommand {
+    /// Ask USER to be your friend
+    Request {
+        user: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// List incoming and outgoing friend requests
+    Requests,
+    /// Accept an incoming request (see `friend requests` for ids)
+    Accept { id: i64 },
+    /// Decline an incoming request
+    Decline { id: i64 },
+    /// Withdraw an outgoing request
+    Cancel { id: i64 },
+    /// Stop being friends with USER
+    Remove { user: String },
+    /// Block USER: they can no longer send you requests or messages
+    Block { user: String },
+    /// Unblock USER
+    Unblock { user: String },
+    /// List the users you blocked
+    Blocked,
+    /// Set your private nickname for a friend (empty to clear)
+    Remark { user: String, text: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn profile_and_sessions_take_an_argument_or_a_subcommand() {
+        let cli = Cli::try_parse_from(["parley-cli", "profile", "bob"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Profile(ProfileArgs { user: Some(ref u), command: None }) if u == "bob")
+        );
+        let cli = Cli::try_parse_from(["parley-cli", "profile", "set", "--status", "hi"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Profile(ProfileArgs {
+                command: Some(ProfileCommand::Set { .. }),
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from(["parley-cli", "--json", "sessions", "revoke", "7"]).unwrap();
+        assert!(cli.json);
+        assert!(matches!(
+            cli.command,
+            Command::Sessions(SessionsArgs {
+                command: Some(SessionsCommand::Revoke { id: 7 })
+            })
+        ));
+        let cli = Cli::try_parse_from(["parley-cli", "friend", "remark", "bob", "Bobby"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Friend {
+                command: FriendCommand::Remark { .. }
+            }
+        ));
+    }
+
+    #[test]
+    fn ca_and_fingerprint_exclude_each_other() {
+        let err = Cli::try_parse_from(["parley-cli", "--ca", "x.pem", "--fingerprint", "ab", "whoami"])
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+}

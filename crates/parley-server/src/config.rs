@@ -1,0 +1,301 @@
+//! Server configuration: command-line flags > environment > TOML file > defaults.
+//!
+//! Every flag is `Option` so that "not given" can fall through to the file and
+//! then to the default; [`Config`] is the merged, fully-resolved result the rest
+//! of the server reads. Default ports (7420 client, 7421 HTTP) stay clear of
+//! MariaDB, PostgreSQL, Redis, NATS, RabbitMQ and Mosquitto.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+/// Default client-protocol port (TCP + TLS).
+pub const DEFAULT_CLIENT_PORT: u16 = 7420;
+/// Default HTTP port (health, metrics, WebSocket).
+pub const DEFAULT_HTTP_PORT: u16 = 7421;
+
+/// Flags and environment variables of `parley-server`.
+#[derive(Debug, Default, Clone, clap::Parser)]
+#[command(name = "parley-server", version, about = "Parley instant-messaging server")]
+pub struct Args {
+    /// TOML configuration file (keys are the long flag names with `_` for `-`).
+    #[arg(long, env = "PARLEY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address for the client protocol (TLS over TCP).
+    #[arg(long, env = "PARLEY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address for HTTP: /healthz, /metrics and the /ws WebSocket transport.
+    #[arg(long, env = "PARLEY_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Database URL: `sqlite://path/to/file.db` or `mysql://user:pass@host/db`.
+    #[arg(long, env = "PARLEY_DATABASE")]
+    pub database: Option<String>,
+    /// Directory for the default SQLite database, generated certificates and files.
+    #[arg(long, env = "PARLEY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PEM certificate chain; without it a self-signed certificate is generated.
+    #[arg(long, env = "PARLEY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "PARLEY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve without TLS. Only for a trusted network or a TLS-terminating proxy.
+    #[arg(long, env = "PARLEY_INSECURE_PLAINTEXT", num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_plaintext: Option<bool>,
+    /// Largest frame payload accepted or sent, in bytes.
+    #[arg(long, env = "PARLEY_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Most simultaneous client connections (TCP and WebSocket together).
+    #[arg(long, env = "PARLEY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Frames queued for one connection before it counts as a slow reader and is dropped.
+    #[arg(long, env = "PARLEY_OUTBOUND_QUEUE")]
+    pub outbound_queue: Option<usize>,
+    /// Seconds of client silence after which the client should ping.
+    #[arg(long, env = "PARLEY_HEARTBEAT_SECS")]
+    pub heartbeat_secs: Option<u64>,
+    /// Seconds of client silence after which the server closes the connection.
+    #[arg(long, env = "PARLEY_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Days of inactivity after which a session token expires.
+    #[arg(long, env = "PARLEY_SESSION_EXPIRY_DAYS")]
+    pub session_expiry_days: Option<u64>,
+    /// Failed logins per account allowed within `login_window_secs`.
+    #[arg(long, env = "PARLEY_LOGIN_FAILURES_PER_ACCOUNT")]
+    pub login_failures_per_account: Option<u32>,
+    /// Failed logins per client address allowed within `login_window_secs`.
+    #[arg(long, env = "PARLEY_LOGIN_FAILURES_PER_ADDRESS")]
+    pub login_failures_per_address: Option<u32>,
+    /// Window over which failed logins are counted, in seconds.
+    #[arg(long, env = "PARLEY_LOGIN_WINDOW_SECS")]
+    pub login_window_secs: Option<u64>,
+    /// Registrations per client address per hour.
+    #[arg(long, env = "PARLEY_REGISTRATIONS_PER_HOUR")]
+    pub registrations_per_hour: Option<u32>,
+    /// Friend requests one user may send per hour.
+    #[arg(long, env = "PARLEY_FRIEND_REQUESTS_PER_HOUR")]
+    pub friend_requests_per_hour: Option<u32>,
+    /// Node id (0..1023) mixed into generated ids; unique per node of a cluster.
+    #[arg(long, env = "PARLEY_NODE_ID")]
+    pub node_id: Option<u16>,
+    /// Name announced in the handshake.
+    #[arg(long, env = "PARLEY_SERVER_NAME")]
+    pub server_name: Option<String>,
+}
+
+/// The TOML file: the same keys as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
+    database: Option<String>,
+    data_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_plaintext: Option<bool>,
+    max_frame_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    outbound_queue: Option<usize>,
+    heartbeat_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    session_expiry_days: Option<u64>,
+    login_failures_per_account: Option<u32>,
+    login_failures_per_address: Option<u32>,
+    login_window_secs: Option<u64>,
+    registrations_per_hour: Option<u32>,
+    friend_requests_per_hour: Option<u32>,
+    node_id: Option<u16>,
+    server_name: Option<String>,
+}
+
+/// Where the TLS identity comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsMode {
+    /// Generate (once) and reuse a self-signed certificate under the data directory.
+    SelfSigned,
+    /// Operator-supplied PEM files.
+    Files { cert: PathBuf, key: PathBuf },
+    /// No TLS at all (explicit opt-in).
+    Plaintext,
+}
+
+/// Fully-resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub database: String,
+    pub data_dir: PathBuf,
+    pub tls: TlsMode,
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    pub outbound_queue: usize,
+    pub heartbeat: Duration,
+    pub idle_timeout: Duration,
+    pub session_expiry: Duration,
+    pub login_failures_per_account: u32,
+    pub login_failures_per_address: u32,
+    pub login_window: Duration,
+    pub registrations_per_hour: u32,
+    pub friend_requests_per_hour: u32,
+    pub node_id: u16,
+    pub server_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let data_dir = PathBuf::from("parley-data");
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_CLIENT_PORT)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+            database: default_database(&data_dir),
+            data_dir,
+            tls: TlsMode::SelfSigned,
+            max_frame_bytes: parley_proto::DEFAULT_MAX_FRAME_BYTES,
+            max_connections: 20_000,
+            outbound_queue: 256,
+            heartbeat: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            session_expiry: Duration::from_secs(30 * 24 * 3600),
+            login_failures_per_account: 5,
+            login_failures_per_address: 20,
+            login_window: Duration::from_secs(15 * 60),
+            registrations_per_hour: 20,
+            friend_requests_per_hour: 60,
+            node_id: 0,
+            server_name: "parley".into(),
+        }
+    }
+}
+
+fn default_database(data_dir: &std::path::Path) -> String {
+    format!("sqlite://{}", data_dir.join("parley.db").display())
+}
+
+impl Config {
+    /// Merges flags (already merged with env by clap) over the TOML file over defaults.
+    pub fn resolve(args: Args) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let data_dir = args.data_dir.or(file.data_dir).unwrap_or(d.data_dir);
+        let database = args
+            .database
+            .or(file.database)
+            .unwrap_or_else(|| default_database(&data_dir));
+        let plaintext = args.insecure_plaintext.or(file.insecure_plaintext).unwrap_or(false);
+        let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+            _ if plaintext => TlsMode::Plaintext,
+            (Some(cert), Some(key)) => TlsMode::Files { cert, key },
+            (None, None) => TlsMode::SelfSigned,
+            _ => anyhow::bail!("--tls-cert and --tls-key must be given together"),
+        };
+        let secs = Duration::from_secs;
+        let cfg = Config {
+            listen: args.listen.or(file.listen).unwrap_or(d.listen),
+            http_listen: args.http_listen.or(file.http_listen).unwrap_or(d.http_listen),
+            database,
+            data_dir,
+            tls,
+            max_frame_bytes: args.max_frame_bytes.or(file.max_frame_bytes).unwrap_or(d.max_frame_bytes),
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(d.max_connections),
+            outbound_queue: args.outbound_queue.or(file.outbound_queue).unwrap_or(d.outbound_queue),
+            heartbeat: args.heartbeat_secs.or(file.heartbeat_secs).map(secs).unwrap_or(d.heartbeat),
+            idle_timeout: args
+                .idle_timeout_secs
+                .or(file.idle_timeout_secs)
+                .map(secs)
+                .unwrap_or(d.idle_timeout),
+            session_expiry: args
+                .session_expiry_days
+                .or(file.session_expiry_days)
+                .map(|days| secs(days * 24 * 3600))
+                .unwrap_or(d.session_expiry),
+            login_failures_per_account: args
+                .login_failures_per_account
+                .or(file.login_failures_per_account)
+                .unwrap_or(d.login_failures_per_account),
+            login_failures_per_address: args
+                .login_failures_per_address
+                .or(file.login_failures_per_address)
+                .unwrap_or(d.login_failures_per_address),
+            login_window: args
+                .login_window_secs
+                .or(file.login_window_secs)
+                .map(secs)
+                .unwrap_or(d.login_window),
+            registrations_per_hour: args
+                .registrations_per_hour
+                .or(file.registrations_per_hour)
+                .unwrap_or(d.registrations_per_hour),
+            friend_requests_per_hour: args
+                .friend_requests_per_hour
+                .or(file.friend_requests_per_hour)
+                .unwrap_or(d.friend_requests_per_hour),
+            node_id: args.node_id.or(file.node_id).unwrap_or(d.node_id),
+            server_name: args.server_name.or(file.server_name).unwrap_or(d.server_name),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.max_frame_bytes >= 1024, "max_frame_bytes must be at least 1024");
+        anyhow::ensure!(self.max_frame_bytes <= u32::MAX as usize, "max_frame_bytes must fit in u32");
+        anyhow::ensure!(self.max_connections > 0, "max_connections must be positive");
+        anyhow::ensure!(self.outbound_queue > 0, "outbound_queue must be positive");
+        anyhow::ensure!(self.node_id < 1024, "node_id must be below 1024");
+        anyhow::ensure!(
+            self.idle_timeout > self.heartbeat,
+            "idle timeout must be longer than the heartbeat interval"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn flags_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("parley.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nmax_connections = 7\nserver_name = \"file\"\n").unwrap();
+        let args = Args::parse_from([
+            "parley-server",
+            "--config",
+            path.to_str().unwrap(),
+            "--server-name",
+            "flag",
+        ]);
+        let cfg = Config::resolve(args).unwrap();
+        assert_eq!(cfg.server_name, "flag");
+        assert_eq!(cfg.max_connections, 7);
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.http_listen.port(), DEFAULT_HTTP_PORT);
+        assert_eq!(cfg.tls, TlsMode::SelfSigned);
+        assert!(cfg.database.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("parley.toml");
+        std::fs::write(&path, "lissten = \"127.0.0.1:9000\"\n").unwrap();
+        let args = Args::parse_from(["parley-server", "--config", path.to_str().unwrap()]);
+        assert!(Config::resolve(args).is_err());
+    }
+}

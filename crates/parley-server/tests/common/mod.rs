@@ -1,0 +1,218 @@
+//! Shared test harness: a real server on ephemeral ports over a fresh database
+//! (SQLite always, MariaDB too when reachable — required under CI), clients
+//! that verify it by pinned certificate, and raw TLS sockets for bad input.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parley_client::{Client, ClientConfig, ClientEvent, Trust, pb};
+use parley_server::{Config, ServerHandle, TlsMode};
+use parley_store::testing::{TestDb, test_databases};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::net::TcpStream;
+
+/// How long a test waits for an event that should arrive at once.
+pub const EVENT_WAIT: Duration = Duration::from_secs(10);
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A running server with its data directory.
+pub struct TestServer {
+    pub handle: ServerHandle,
+    pub label: &'static str,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn fingerprint(&self) -> String {
+        self.handle.fingerprint.clone().unwrap_or_default()
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        let mut cfg = ClientConfig::new(self.handle.client_addr.to_string(), Trust::Pinned(self.fingerprint()));
+        cfg.server_name = "localhost".into();
+        cfg.backoff_initial = Duration::from_millis(50);
+        cfg.backoff_max = Duration::from_millis(500);
+        cfg
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.client_config()).await.expect("connect")
+    }
+
+    /// Registers `name` (password `password-<name>`) and returns a logged-in client.
+    pub async fn user(&self, name: &str) -> (Client, pb::User) {
+        let c = self.client().await;
+        c.register(name, &format!("{name} display"), &password(name)).await.expect("register");
+        let li = c.login(name, &password(name)).await.expect("login");
+        (c, li.user.expect("user"))
+    }
+
+    /// Another logged-in device of an existing user.
+    pub async fn device(&self, name: &str) -> Client {
+        let c = self.client().await;
+        c.login(name, &password(name)).await.expect("login");
+        c
+    }
+
+    pub async fn stop(self) {
+        self.handle.shutdown().await;
+    }
+}
+
+pub fn password(name: &str) -> String {
+    format!("password-{name}")
+}
+
+/// Starts a server over `db` with test-friendly settings, adjusted by `tweak`.
+pub async fn start_server(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> TestServer {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        database: db.url.clone(),
+        data_dir: dir.path().to_path_buf(),
+        tls: TlsMode::SelfSigned,
+        ..Config::default()
+    };
+    tweak(&mut cfg);
+    let handle = parley_server::start(cfg).await.expect("server starts");
+    TestServer {
+        handle,
+        label: db.label,
+        _dir: dir,
+    }
+}
+
+/// Runs `scenario` once per available database engine.
+pub async fn on_every_database<F, Fut>(tweak: impl Fn(&mut Config), scenario: F)
+where
+    F: Fn(TestServer) -> Fut,
+    Fut: std::future::Future<Output = TestServer>,
+{
+    for db in test_databases().await {
+        eprintln!("--- running on {}", db.label);
+        let server = start_server(&db, &tweak).await;
+        let server = scenario(server).await;
+        server.stop().await;
+    }
+}
+
+/// Waits for the first server event matching `pick`, skipping others.
+pub async fn wait_event<T>(
+    rx: &mut tokio::sync::broadcast::Receiver<ClientEvent>,
+    what: &str,
+    mut pick: impl FnMut(&pb::event::Kind) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => panic!("timed out waiting for {what}"),
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(e)) => panic!("event stream ended waiting for {what}: {e}"),
+            Ok(Ok(ClientEvent::Server(kind))) => {
+                if let Some(t) = pick(&kind) {
+                    return t;
+                }
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Asserts no event matching `pick` arrives within `within`.
+pub async fn assert_no_event(
+    rx: &mut tokio::sync::broadcast::Receiver<ClientEvent>,
+    within: Duration,
+    what: &str,
+    mut pick: impl FnMut(&pb::event::Kind) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while let Ok(ev) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        if let Ok(ClientEvent::Server(kind)) = ev {
+            assert!(!pick(&kind), "unexpected {what}: {kind:?}");
+        }
+    }
+}
+
+/// Accepts exactly the certificate with the pinned fingerprint.
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if parley_server::tls::fingerprint(end_entity) == self.fingerprint {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("certificate fingerprint mismatch".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS connector that trusts only `fingerprint`.
+pub fn pinned_connector(fingerprint: &str) -> tokio_rustls::TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned {
+            fingerprint: fingerprint.to_string(),
+            provider,
+        }))
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// A raw TLS stream to `addr`, for speaking (or mangling) the protocol by hand.
+pub async fn raw_tls(
+    addr: std::net::SocketAddr,
+    fingerprint: &str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    pinned_connector(fingerprint)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
