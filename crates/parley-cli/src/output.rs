@@ -54,7 +54,8 @@ pub fn ago(ms: i64, now_ms: i64) -> String {
     }
 }
 
-/// Left-aligned columns separated by two spaces, with a header row.
+/// Left-aligned columns separated by two spaces, with a header row;
+/// `(none)` under it when there are no rows.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -70,7 +71,8 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             if i + 1 == cells.len() {
                 out.push_str(cell);
             } else {
-                let pad = widths[i].saturating_sub(cell.chars().count());
+                let width = widths.get(i).copied().unwrap_or(0);
+                let pad = width.saturating_sub(cell.chars().count());
                 out.push_str(cell);
                 out.push_str(&" ".repeat(pad + 2));
             }
@@ -78,6 +80,9 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.trim_end().to_string()
     };
     let mut out = line(headers.to_vec()) + "\n";
+    if rows.is_empty() {
+        out.push_str("(none)\n");
+    }
     for row in rows {
         out += &line(row.iter().map(String::as_str).collect());
         out.push('\n');
@@ -187,6 +192,7 @@ mod tests {
         assert_eq!(lines[0], "USERNAME  NAME      STATUS");
         assert_eq!(lines[1], "alice     Alice A.  online");
         assert_eq!(lines[2], "bo                  offline");
+        assert_eq!(table(&["ID"], &[]), "ID\n(none)\n");
     }
 
     #[test]

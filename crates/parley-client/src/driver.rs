@@ -147,6 +147,13 @@ async fn serve(shared: &Shared, link: Link, queue: &mut mpsc::Receiver<Request>)
     let mut pending: HashMap<u64, InFlight> = HashMap::new();
     let mut last_sent = Instant::now();
     let mut last_received = Instant::now();
+    // Set once the server revoked this session: answers already on their way
+    // are still delivered until the server closes, or this deadline passes.
+    let mut revoked_until: Option<Instant> = None;
+    let lost = |revoked_until: Option<Instant>| match revoked_until {
+        Some(_) => LinkEnd::SessionRevoked,
+        None => LinkEnd::Lost,
+    };
 
     let end = loop {
         tokio::select! {
@@ -155,17 +162,21 @@ async fn serve(shared: &Shared, link: Link, queue: &mut mpsc::Receiver<Request>)
             frame = stream.next() => match frame {
                 Some(Ok(frame)) => {
                     last_received = Instant::now();
-                    if let Some(end) = on_frame(shared, frame, &mut pending) {
-                        break end;
+                    if on_frame(shared, frame, &mut pending) == Some(LinkEnd::SessionRevoked)
+                        && revoked_until.is_none()
+                    {
+                        revoked_until = Some(Instant::now() + REVOKED_GRACE);
                     }
                 }
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, "connection failed");
-                    break LinkEnd::Lost;
+                    break lost(revoked_until);
                 }
-                None => break LinkEnd::Lost,
+                None => break lost(revoked_until),
             },
-            request = queue.recv() => {
+            _ = tokio::time::sleep_until(revoked_until.unwrap_or(last_received)),
+                if revoked_until.is_some() => break LinkEnd::SessionRevoked,
+            request = queue.recv(), if revoked_until.is_none() => {
                 let Some(Request { body, reply }) = request else {
                     break LinkEnd::ClosedByUser;
                 };
@@ -203,9 +214,9 @@ async fn serve(shared: &Shared, link: Link, queue: &mut mpsc::Receiver<Request>)
             }
             _ = tokio::time::sleep_until(last_received + heartbeat.dead_after) => {
                 tracing::warn!(silent_for = ?heartbeat.dead_after, "server stopped answering");
-                break LinkEnd::Lost;
+                break lost(revoked_until);
             }
-            _ = &mut writer => break LinkEnd::Lost,
+            _ = &mut writer => break lost(revoked_until),
         }
     };
 
@@ -220,6 +231,9 @@ async fn serve(shared: &Shared, link: Link, queue: &mut mpsc::Receiver<Request>)
     writer.abort();
     end
 }
+
+/// How long to wait for the server to close after revoking this session.
+const REVOKED_GRACE: Duration = Duration::from_secs(1);
 
 /// Handles one frame from the server; `Some` when it ends the link.
 fn on_frame(

@@ -9,6 +9,10 @@ use std::time::Duration;
 use parley_proto::pb;
 
 /// One item of [`crate::Client::events`].
+// Not boxed: matching on `ClientEvent::Server(kind)` directly is the API the
+// applications and tests are written against, and the size only matters for
+// the broadcast ring (1024 slots, a few hundred KiB per client).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ClientEvent {
     /// An event the server pushed (friend requests, presence, revocations …).

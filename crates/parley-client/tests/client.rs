@@ -279,3 +279,15 @@ async fn connecting_to_nothing_fails_quickly() {
     let err = Client::connect(config).await.unwrap_err();
     assert!(matches!(err, ClientError::Io(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn revoking_the_own_session_still_gets_its_answer() {
+    let server = TestServer::start(10_000).await;
+    let client = Client::connect(server.pinned()).await.unwrap();
+    let logged_in = client.login("alice", "pw").await.unwrap();
+    let mut events = client.events();
+    client.revoke_session(logged_in.session_id).await.unwrap();
+    wait_for(&mut events, is_state(ConnectionState::LoggedOut)).await;
+    assert_eq!(client.session_token(), None);
+    assert_eq!(server.stats.lock().unwrap().hellos, 1);
+}

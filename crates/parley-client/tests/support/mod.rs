@@ -183,6 +183,14 @@ async fn serve(
                             None => error(pb::ErrorCode::SessionInvalid),
                         }
                     }
+                    Some(Req::RevokeSession(r)) if r.session_id == session_id => {
+                        // The event deliberately overtakes the answer.
+                        stats.lock().unwrap().tokens.retain(|_, s| *s != session_id);
+                        let kind = pb::event::Kind::SessionRevoked(pb::SessionRevoked { session_id });
+                        let _ = framed.send(pb::ServerFrame::event(kind)).await;
+                        let _ = framed.send(pb::ServerFrame::reply(id, Resp::Ok(pb::Ok {}))).await;
+                        return;
+                    }
                     Some(Req::Logout(_)) => {
                         stats.lock().unwrap().tokens.retain(|_, id| *id != session_id);
                         session_id = 0;
