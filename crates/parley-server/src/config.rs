@@ -78,6 +78,27 @@ pub struct Args {
     /// Friend requests one user may send per hour.
     #[arg(long, env = "PARLEY_FRIEND_REQUESTS_PER_HOUR")]
     pub friend_requests_per_hour: Option<u32>,
+    /// Largest file or image upload, in bytes.
+    #[arg(long, env = "PARLEY_MAX_FILE_BYTES")]
+    pub max_file_bytes: Option<u64>,
+    /// Largest single upload chunk (one HTTP request body), in bytes.
+    #[arg(long, env = "PARLEY_MAX_CHUNK_BYTES")]
+    pub max_chunk_bytes: Option<usize>,
+    /// Where file contents are stored (a directory); default `<data-dir>/files`.
+    #[arg(long, env = "PARLEY_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
+    /// Most members of a group conversation.
+    #[arg(long, env = "PARLEY_GROUP_MEMBER_LIMIT")]
+    pub group_member_limit: Option<u32>,
+    /// Largest text message, in bytes.
+    #[arg(long, env = "PARLEY_MAX_TEXT_BYTES")]
+    pub max_text_bytes: Option<usize>,
+    /// Messages one user may send per minute.
+    #[arg(long, env = "PARLEY_MESSAGES_PER_MINUTE")]
+    pub messages_per_minute: Option<u32>,
+    /// Most messages committed in one database transaction.
+    #[arg(long, env = "PARLEY_COMMIT_BATCH")]
+    pub commit_batch: Option<usize>,
     /// Node id (0..1023) mixed into generated ids; unique per node of a cluster.
     #[arg(long, env = "PARLEY_NODE_ID")]
     pub node_id: Option<u16>,
@@ -108,6 +129,13 @@ pub struct FileConfig {
     login_window_secs: Option<u64>,
     registrations_per_hour: Option<u32>,
     friend_requests_per_hour: Option<u32>,
+    max_file_bytes: Option<u64>,
+    max_chunk_bytes: Option<usize>,
+    files_dir: Option<PathBuf>,
+    group_member_limit: Option<u32>,
+    max_text_bytes: Option<usize>,
+    messages_per_minute: Option<u32>,
+    commit_batch: Option<usize>,
     node_id: Option<u16>,
     server_name: Option<String>,
 }
@@ -142,6 +170,14 @@ pub struct Config {
     pub login_window: Duration,
     pub registrations_per_hour: u32,
     pub friend_requests_per_hour: u32,
+    pub max_file_bytes: u64,
+    pub max_chunk_bytes: usize,
+    /// `None`: `<data_dir>/files`.
+    pub files_dir: Option<PathBuf>,
+    pub group_member_limit: u32,
+    pub max_text_bytes: usize,
+    pub messages_per_minute: u32,
+    pub commit_batch: usize,
     pub node_id: u16,
     pub server_name: String,
 }
@@ -166,6 +202,13 @@ impl Default for Config {
             login_window: Duration::from_secs(15 * 60),
             registrations_per_hour: 20,
             friend_requests_per_hour: 60,
+            max_file_bytes: 2 * 1024 * 1024 * 1024,
+            max_chunk_bytes: 8 * 1024 * 1024,
+            files_dir: None,
+            group_member_limit: 500,
+            max_text_bytes: 16 * 1024,
+            messages_per_minute: 600,
+            commit_batch: 1024,
             node_id: 0,
             server_name: "parley".into(),
         }
@@ -243,11 +286,29 @@ impl Config {
                 .friend_requests_per_hour
                 .or(file.friend_requests_per_hour)
                 .unwrap_or(d.friend_requests_per_hour),
+            max_file_bytes: args.max_file_bytes.or(file.max_file_bytes).unwrap_or(d.max_file_bytes),
+            max_chunk_bytes: args.max_chunk_bytes.or(file.max_chunk_bytes).unwrap_or(d.max_chunk_bytes),
+            files_dir: args.files_dir.or(file.files_dir),
+            group_member_limit: args
+                .group_member_limit
+                .or(file.group_member_limit)
+                .unwrap_or(d.group_member_limit),
+            max_text_bytes: args.max_text_bytes.or(file.max_text_bytes).unwrap_or(d.max_text_bytes),
+            messages_per_minute: args
+                .messages_per_minute
+                .or(file.messages_per_minute)
+                .unwrap_or(d.messages_per_minute),
+            commit_batch: args.commit_batch.or(file.commit_batch).unwrap_or(d.commit_batch),
             node_id: args.node_id.or(file.node_id).unwrap_or(d.node_id),
             server_name: args.server_name.or(file.server_name).unwrap_or(d.server_name),
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Where file contents live.
+    pub fn files_dir(&self) -> PathBuf {
+        self.files_dir.clone().unwrap_or_else(|| self.data_dir.join("files"))
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -256,6 +317,9 @@ impl Config {
         anyhow::ensure!(self.max_connections > 0, "max_connections must be positive");
         anyhow::ensure!(self.outbound_queue > 0, "outbound_queue must be positive");
         anyhow::ensure!(self.node_id < 1024, "node_id must be below 1024");
+        anyhow::ensure!(self.commit_batch > 0, "commit_batch must be positive");
+        anyhow::ensure!(self.max_chunk_bytes >= 1024, "max_chunk_bytes must be at least 1024");
+        anyhow::ensure!(self.group_member_limit >= 2, "group_member_limit must be at least 2");
         anyhow::ensure!(
             self.idle_timeout > self.heartbeat,
             "idle timeout must be longer than the heartbeat interval"

@@ -150,6 +150,7 @@ where
         heartbeat_interval_ms: millis(ctx.cfg.heartbeat),
         idle_timeout_ms: millis(ctx.cfg.idle_timeout),
         max_frame_bytes: u32::try_from(ctx.cfg.max_frame_bytes).unwrap_or(u32::MAX),
+        http_port: u32::from(ctx.http_port()),
     };
     w.send(&pb::ServerFrame::reply(first.request_id, Resp::Welcome(welcome)))
         .await
@@ -238,6 +239,11 @@ where
         // A request type from a newer protocol revision: refuse it, keep the connection.
         None => pb::ServerFrame::error(id, pb::Error::new(ErrorCode::BadRequest, "unknown request type")),
         Some(Req::Ping(p)) => pb::ServerFrame::reply(id, Resp::Pong(pb::Pong { nonce: p.nonce })),
+        // Acked by the group-commit writer once durable; keep reading meanwhile.
+        Some(Req::SendMessage(m)) => match service::send_message(ctx, conn, id, m).await {
+            Ok(()) => return Ok(()),
+            Err(e) => pb::ServerFrame::error(id, e),
+        },
         Some(body) => match service::dispatch(ctx, conn, body).await {
             Ok(resp) => pb::ServerFrame::reply(id, resp),
             Err(e) => pb::ServerFrame::error(id, e),

@@ -45,6 +45,7 @@ fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/ws", get(websocket))
+        .merge(crate::files::router(&state))
         .with_state(state)
 }
 

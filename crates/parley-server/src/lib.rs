@@ -6,8 +6,11 @@
 //! client's frame loop whatever the transport; [`service`] handles requests;
 //! [`hub`] knows which user is connected where and fans events out.
 
+pub mod committer;
 pub mod config;
 pub mod connection;
+pub mod convcache;
+pub mod files;
 pub mod http;
 pub mod hub;
 pub mod limits;

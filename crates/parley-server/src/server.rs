@@ -91,7 +91,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<ServerHandle> {
     let client_addr = client_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
-    let ctx = Arc::new(Ctx::new(store, cfg));
+    let (ctx, commit_queue) = Ctx::new(store, cfg, http_addr.port());
+    let ctx = Arc::new(ctx);
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(ctx.cfg.max_connections));
@@ -113,6 +114,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<ServerHandle> {
     };
     tracker.spawn(http::serve(http_listener, acceptor, http_state));
     tracker.spawn(housekeeping(ctx.clone(), shutdown.clone()));
+    tracker.spawn(crate::committer::run(ctx.clone(), commit_queue, shutdown.clone()));
 
     match &fingerprint {
         Some(fp) => tracing::info!(%client_addr, %http_addr, "listening with TLS; certificate sha256 {fp}"),

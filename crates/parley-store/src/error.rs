@@ -1,8 +1,9 @@
 //! The one error type every [`crate::Store`] method returns.
 //!
 //! Callers branch on [`StoreError::Conflict`] (a unique key already holds the value, e.g. a
-//! taken username); everything else is an infrastructure failure to log and surface as a
-//! generic server error.
+//! taken username), [`StoreError::NotFound`] (a row the call needs does not exist) and
+//! [`StoreError::LimitExceeded`] (a group is full); everything else is an infrastructure failure
+//! to log and surface as a generic server error.
 
 /// Errors from the storage layer.
 #[derive(thiserror::Error, Debug)]
@@ -10,6 +11,13 @@ pub enum StoreError {
     /// A unique constraint rejected the write (e.g. the username is taken).
     #[error("already exists")]
     Conflict,
+    /// A row the operation depends on does not exist (e.g. appending to a conversation that
+    /// does not exist, or moving the read pointer of a non-member).
+    #[error("not found")]
+    NotFound,
+    /// The change would take a conversation past its `member_limit`.
+    #[error("member limit exceeded")]
+    LimitExceeded,
     /// The database or driver failed.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),

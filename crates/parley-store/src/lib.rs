@@ -8,6 +8,10 @@
 //! `sqlx::query` calls with `?` placeholders; the same text runs on both engines unless a method
 //! branches on [`Engine`] explicitly. Methods never join across conversations on hot paths:
 //! `conv_id` is the future shard key.
+//!
+//! Map: accounts (`users`, `sessions`, `contacts`), conversations and members
+//! (`conversations`), the delivery contract's group commit (`append`), message reads and
+//! read/hidden state (`messages`), message search (`search`), uploads and files (`files`).
 
 /// Runs `$body` with `$db` bound to the right pool for the engine, and records its latency.
 ///
@@ -33,18 +37,27 @@ macro_rules! db {
     }};
 }
 
+mod append;
 mod contacts;
+mod conversations;
 mod error;
+mod files;
 mod id;
+mod messages;
+mod search;
 mod sessions;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod users;
 
+pub use append::{Appended, Effect, NewMessage};
 pub use contacts::{FriendRequestRow, FriendshipRow, RequestStatus, UnknownStatus};
+pub use conversations::{ConvKind, ConversationRow, MemberRow, Role, UnknownValue};
 pub use error::{Result, StoreError};
+pub use files::{FileRow, UploadRow};
 pub use id::{ID_EPOCH_MS, IdGenerator, MAX_NODE_ID, node_of, unix_ms_of};
+pub use messages::{KIND_EDIT, KIND_RECALL, MessageRow};
 pub use sessions::SessionRow;
 pub use store::{Engine, Store, StoreOptions};
 pub use users::UserRow;

@@ -41,15 +41,22 @@ macro_rules! user_cols {
 /// specially (unless `NO_BACKSLASH_ESCAPES`), so `!` keeps the SQL identical on both engines.
 const LIKE_ESCAPE: char = '!';
 
-/// `prefix` as a LIKE pattern matching strings that start with it literally.
-fn like_prefix(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
+/// `text` with LIKE wildcards (and the escape character itself) escaped by [`LIKE_ESCAPE`],
+/// so it matches literally inside a pattern used with `ESCAPE '!'`.
+pub(crate) fn like_escape(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
         if matches!(c, '%' | '_') || c == LIKE_ESCAPE {
             pattern.push(LIKE_ESCAPE);
         }
         pattern.push(c);
     }
+    pattern
+}
+
+/// `prefix` as a LIKE pattern matching strings that start with it literally.
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = like_escape(prefix);
     pattern.push('%');
     pattern
 }

@@ -62,6 +62,7 @@ async fn existing_user(ctx: &Ctx, user_id: i64) -> Result<(), Fail> {
 
 /// Tells both sides they are now friends.
 async fn announce_friendship(ctx: &Ctx, a: i64, b: i64) -> Result<(), Fail> {
+    ctx.convs.invalidate_pair(a, b);
     for (me, other) in [(a, b), (b, a)] {
         if let Some(f) = friend_pb(ctx, me, other).await? {
             ctx.hub.push(me, &pb::ServerFrame::event(Ev::FriendAdded(f)));
@@ -208,6 +209,7 @@ pub(super) async fn remove_friend(ctx: &Ctx, conn: &mut Conn, r: pb::RemoveFrien
     if !db("remove_friendship", ctx.store.remove_friendship(me, r.user_id)).await? {
         return Err(fail(ErrorCode::NotFound, "not a friend"));
     }
+    ctx.convs.invalidate_pair(me, r.user_id);
     for (who, gone) in [(me, r.user_id), (r.user_id, me)] {
         ctx.hub
             .push(who, &pb::ServerFrame::event(Ev::FriendRemoved(pb::FriendRemoved { user_id: gone })));
@@ -222,6 +224,7 @@ pub(super) async fn block(ctx: &Ctx, conn: &mut Conn, r: pb::BlockUser) -> Reply
     }
     existing_user(ctx, r.user_id).await?;
     db("block", ctx.store.block(me, r.user_id, now_ms())).await?;
+    ctx.convs.invalidate_pair(me, r.user_id);
     ok()
 }
 
@@ -230,6 +233,7 @@ pub(super) async fn unblock(ctx: &Ctx, conn: &mut Conn, r: pb::UnblockUser) -> R
     if !db("unblock", ctx.store.unblock(me, r.user_id)).await? {
         return Err(fail(ErrorCode::NotFound, "that user is not blocked"));
     }
+    ctx.convs.invalidate_pair(me, r.user_id);
     ok()
 }
 

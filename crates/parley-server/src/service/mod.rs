@@ -7,6 +7,8 @@
 
 mod accounts;
 mod contacts;
+mod conversations;
+mod messages;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -17,11 +19,14 @@ use parley_store::{Store, StoreError, UserRow};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::committer::{CommitQueue, Committer};
 use crate::config::Config;
+use crate::convcache::ConvCache;
 use crate::hub::{ConnHandle, Hub, Outbound};
 use crate::limits::KeyedLimiter;
 
 pub use accounts::PasswordHasher;
+pub use messages::message_pb;
 
 /// Everything handlers share: storage, the live-connection hub, config, limits.
 pub struct Ctx {
@@ -32,14 +37,27 @@ pub struct Ctx {
     pub login_by_address: KeyedLimiter<IpAddr>,
     pub registrations: KeyedLimiter<IpAddr>,
     pub friend_requests: KeyedLimiter<i64>,
+    pub messages: KeyedLimiter<i64>,
+    pub typing: KeyedLimiter<(i64, i64)>,
     pub hasher: PasswordHasher,
+    pub convs: ConvCache,
+    pub committer: Committer,
+    /// Port of the HTTP listener, announced in `Welcome`.
+    pub http_port: u16,
 }
 
 impl Ctx {
-    /// Builds the shared context over an opened store.
-    pub fn new(store: Store, cfg: Config) -> Self {
+    /// Builds the shared context over an opened store; the queue feeds [`crate::committer::run`].
+    pub fn new(store: Store, cfg: Config, http_port: u16) -> (Self, CommitQueue) {
         let hour = Duration::from_secs(3600);
-        Ctx {
+        let (committer, queue) = Committer::new(cfg.commit_batch * 4);
+        let ctx = Ctx {
+            messages: KeyedLimiter::new(cfg.messages_per_minute, Duration::from_secs(60)),
+            // A few typing notices per conversation every few seconds is plenty for any UI.
+            typing: KeyedLimiter::new(3, Duration::from_secs(3)),
+            convs: ConvCache::default(),
+            committer,
+            http_port,
             hub: Hub::new(cfg.max_frame_bytes),
             login_by_account: KeyedLimiter::new(cfg.login_failures_per_account, cfg.login_window),
             login_by_address: KeyedLimiter::new(cfg.login_failures_per_address, cfg.login_window),
@@ -48,7 +66,13 @@ impl Ctx {
             hasher: PasswordHasher::new(),
             store,
             cfg,
-        }
+        };
+        (ctx, queue)
+    }
+
+    /// Port of the HTTP listener.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
     }
 
     /// Forgets rate-limit state that no longer limits anything.
@@ -58,6 +82,8 @@ impl Ctx {
         self.login_by_address.prune(now);
         self.registrations.prune(now);
         self.friend_requests.prune(now);
+        self.messages.prune(now);
+        self.typing.prune(now);
     }
 }
 
@@ -126,12 +152,13 @@ pub(crate) fn rate_limited(what: &str, retry_after: Duration) -> Fail {
 
 type Reply = Result<Resp, Fail>;
 
-/// Runs a storage call, recording its latency.
+/// Runs a storage call (which records its own latency), mapping failures to typed errors.
+/// `op` names the call in traces.
 pub(crate) async fn db<T>(op: &'static str, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, Fail> {
-    let start = Instant::now();
-    let out = f.await;
-    metrics::histogram!("parley_db_seconds", "op" => op).record(start.elapsed().as_secs_f64());
-    Ok(out?)
+    f.await.map_err(|e| {
+        tracing::debug!(op, "storage call failed");
+        Fail::from(e)
+    })
 }
 
 /// Milliseconds since the Unix epoch.
@@ -191,7 +218,39 @@ async fn route(ctx: &Ctx, conn: &mut Conn, req: Req) -> Reply {
         Req::SetRemark(r) => contacts::set_remark(ctx, conn, r).await,
         Req::ListFriends(_) => contacts::list_friends(ctx, conn).await,
         Req::ListBlocked(_) => contacts::list_blocked(ctx, conn).await,
+        Req::OpenDirect(r) => conversations::open_direct(ctx, conn, r).await,
+        Req::CreateGroup(r) => conversations::create_group(ctx, conn, r).await,
+        Req::InviteMembers(r) => conversations::invite(ctx, conn, r).await,
+        Req::LeaveGroup(r) => conversations::leave(ctx, conn, r).await,
+        Req::KickMember(r) => conversations::kick(ctx, conn, r).await,
+        Req::RenameGroup(r) => conversations::rename(ctx, conn, r).await,
+        Req::SetMemberRole(r) => conversations::set_role(ctx, conn, r).await,
+        Req::ListConversations(_) => conversations::list(ctx, conn).await,
+        Req::ListMembers(r) => conversations::list_members(ctx, conn, r).await,
+        Req::SendMessage(_) => Err(fail(ErrorCode::Internal, "send is handled by the connection")),
+        Req::SyncMessages(r) => messages::sync(ctx, conn, r).await,
+        Req::FetchHistory(r) => messages::history(ctx, conn, r).await,
+        Req::MarkRead(r) => messages::mark_read(ctx, conn, r).await,
+        Req::SetTyping(r) => messages::typing(ctx, conn, r).await,
+        Req::RecallMessage(r) => messages::recall(ctx, conn, r).await,
+        Req::EditMessage(r) => messages::edit(ctx, conn, r).await,
+        Req::DeleteForMe(r) => messages::delete_for_me(ctx, conn, r).await,
+        Req::SearchMessages(r) => messages::search(ctx, conn, r).await,
     }
+}
+
+/// Queues a message for the group-commit writer; its ack reaches the connection
+/// after the commit, so the connection goes on reading meanwhile (pipelining).
+/// `Err` is an immediate refusal to send back for `request_id`.
+pub async fn send_message(ctx: &Ctx, conn: &mut Conn, request_id: u64, r: pb::SendMessage) -> Result<(), pb::Error> {
+    let name = "send_message";
+    metrics::counter!("parley_requests_total", "kind" => name).increment(1);
+    let out = messages::send(ctx, conn, request_id, r).await.map_err(|Fail(e)| e);
+    if let Err(e) = &out {
+        metrics::counter!("parley_request_errors_total", "kind" => name, "code" => e.kind().as_str_name())
+            .increment(1);
+    }
+    out
 }
 
 /// Called when a connection ends: unregisters it and, if it was the user's
