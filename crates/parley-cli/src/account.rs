@@ -205,7 +205,7 @@ pub async fn profile(ctx: &Context, args: ProfileArgs) -> Result<()> {
     Ok(())
 }
 
-/// `search PREFIX [--limit N] [--cursor C]`.
+/// `search --users PREFIX [--limit N] [--cursor C]`.
 pub async fn search(ctx: &Context, prefix: String, limit: u32, cursor: String) -> Result<()> {
     let authed = ctx.connect_resumed().await?;
     let result = authed.client.search_users(&prefix, limit, &cursor).await;

@@ -80,9 +80,15 @@ pub enum Command {
     },
     /// Show a profile (yours without USER), or change yours
     Profile(ProfileArgs),
-    /// Find users by username or display-name prefix
+    /// Search your messages (or, with --users, find users by name prefix)
     Search {
-        prefix: String,
+        query: String,
+        /// Only this conversation
+        #[arg(long, value_name = "ID", conflicts_with = "users")]
+        conv: Option<i64>,
+        /// Find users whose username or display name starts with QUERY
+        #[arg(long)]
+        users: bool,
         /// Results per page
         #[arg(long, default_value_t = 20)]
         limit: u32,
@@ -97,6 +103,124 @@ pub enum Command {
     },
     /// List your friends with presence
     Friends,
+    /// List your conversations with unread counts and last messages
+    Conversations,
+    /// Chat interactively with USER (direct) or in conversation ID
+    Chat {
+        /// A username or a conversation id
+        #[arg(value_name = "USER|CONV_ID")]
+        target: String,
+        /// Messages of history shown first
+        #[arg(long, default_value_t = 20)]
+        history: u32,
+    },
+    /// Send a text message: `send USER TEXT` or `send --conv ID TEXT` (TEXT `-` reads stdin)
+    Send {
+        #[command(flatten)]
+        to: Recipient,
+    },
+    /// Upload an image and send it: `send-image USER PATH` or `send-image --conv ID PATH`
+    SendImage {
+        #[command(flatten)]
+        to: Recipient,
+        /// A caption shown with the image
+        #[arg(long, default_value = "")]
+        caption: String,
+    },
+    /// Upload any file and send it: `send-file USER PATH` or `send-file --conv ID PATH`
+    SendFile {
+        #[command(flatten)]
+        to: Recipient,
+        /// A caption shown with the file
+        #[arg(long, default_value = "")]
+        caption: String,
+    },
+    /// Show the messages of a conversation, newest last
+    History {
+        /// A conversation id or the username of a direct chat
+        #[arg(value_name = "CONV|USER")]
+        target: String,
+        /// Only messages before this seq (for paging back)
+        #[arg(long, value_name = "SEQ")]
+        before: Option<i64>,
+        /// How many messages
+        #[arg(long, default_value_t = 30)]
+        limit: u32,
+    },
+    /// Download a file (resuming a partial download) and verify its SHA-256
+    Download {
+        file_id: i64,
+        /// Where to write it [default: the file's name in the current directory]
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// Create and manage group conversations
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// Set or fetch avatars
+    Avatar {
+        #[command(subcommand)]
+        command: AvatarCommand,
+    },
+}
+
+/// Who a message goes to: a user (direct chat) or, with `--conv`, any
+/// conversation; followed by the text or path.
+#[derive(Args, Debug)]
+pub struct Recipient {
+    /// Send to this conversation instead of a user
+    #[arg(long, value_name = "ID")]
+    pub conv: Option<i64>,
+    /// USER then TEXT/PATH, or only TEXT/PATH with --conv
+    #[arg(required = true, num_args = 1..=2, value_name = "USER TEXT|PATH")]
+    pub args: Vec<String>,
+}
+
+/// Subcommands of `group`.
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Create a group with some of your friends
+    Create {
+        name: String,
+        #[arg(value_name = "USER")]
+        members: Vec<String>,
+    },
+    /// Add friends to a group
+    Invite {
+        conv: i64,
+        #[arg(required = true, value_name = "USER")]
+        users: Vec<String>,
+    },
+    /// Leave a group
+    Leave { conv: i64 },
+    /// Remove a member (owner and admins)
+    Kick { conv: i64, user: String },
+    /// Rename a group
+    Rename { conv: i64, name: String },
+    /// List the members of a conversation
+    Members { conv: i64 },
+    /// Make a member an admin or a plain member (owner only)
+    Role {
+        conv: i64,
+        user: String,
+        #[arg(value_parser = ["admin", "member"])]
+        role: String,
+    },
+}
+
+/// Subcommands of `avatar`.
+#[derive(Subcommand, Debug)]
+pub enum AvatarCommand {
+    /// Upload an image and make it your avatar
+    Set { path: PathBuf },
+    /// Save a user's avatar (yours without USER)
+    Get {
+        user: Option<String>,
+        #[arg(short, long, value_name = "PATH")]
+        output: PathBuf,
+    },
 }
 
 /// A password from the command line or the environment; prompted for otherwise.
@@ -218,6 +342,36 @@ mod tests {
                 command: FriendCommand::Remark { .. }
             }
         ));
+    }
+
+    #[test]
+    fn messaging_commands_parse() {
+        let cli = Cli::try_parse_from(["parley-cli", "send", "bob", "hi there"]).unwrap();
+        let Command::Send { to } = cli.command else {
+            panic!()
+        };
+        assert_eq!((to.conv, to.args.len()), (None, 2));
+        let cli = Cli::try_parse_from(["parley-cli", "send", "--conv", "7", "hi"]).unwrap();
+        let Command::Send { to } = cli.command else {
+            panic!()
+        };
+        assert_eq!((to.conv, to.args), (Some(7), vec!["hi".to_string()]));
+        assert!(Cli::try_parse_from(["parley-cli", "send", "a", "b", "c"]).is_err());
+        let cli = Cli::try_parse_from(["parley-cli", "group", "create", "team", "bob", "carol"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Group { command: GroupCommand::Create { ref members, .. } } if members.len() == 2)
+        );
+        let cli = Cli::try_parse_from(["parley-cli", "download", "5", "-o", "x.png"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Download {
+                file_id: 5,
+                output: Some(_)
+            }
+        ));
+        let cli = Cli::try_parse_from(["parley-cli", "search", "--users", "bo"]).unwrap();
+        assert!(matches!(cli.command, Command::Search { users: true, .. }));
+        assert!(Cli::try_parse_from(["parley-cli", "search", "--users", "--conv", "1", "x"]).is_err());
     }
 
     #[test]

@@ -16,6 +16,19 @@ use crate::store::{SavedSession, Store};
 /// Used when neither a flag nor a saved session names a server.
 const DEFAULT_SERVER: &str = "127.0.0.1:7420";
 
+/// How long a command keeps its connection, which decides what the SDK does
+/// when it drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+    /// One request: a lost connection is an error, not a retry.
+    OneShot,
+    /// Sending: reconnect so an unacknowledged message is resent (exactly
+    /// once) instead of failing.
+    Sending,
+    /// Interactive: reconnect, and keep the message stream gap-free.
+    Live,
+}
+
 /// What every command runs with.
 pub struct Context {
     server: Option<String>,
@@ -68,12 +81,18 @@ impl Context {
             .or_else(|| saved.as_ref().map(|s| s.server.clone()))
             .unwrap_or_else(|| DEFAULT_SERVER.to_string());
         let saved_name = saved.filter(|s| s.server == address).and_then(|s| s.server_name);
-        let client = self.open(&address, saved_name).await?;
+        let client = self.open(&address, saved_name, Lifetime::OneShot).await?;
         Ok((client, address))
     }
 
-    /// Connects to the saved session's server and resumes the session.
+    /// Connects to the saved session's server and resumes the session, for
+    /// one request.
     pub async fn connect_resumed(&self) -> Result<Authed> {
+        self.connect_resumed_for(Lifetime::OneShot).await
+    }
+
+    /// Connects to the saved session's server and resumes the session.
+    pub async fn connect_resumed_for(&self, lifetime: Lifetime) -> Result<Authed> {
         let saved = self
             .store
             .load_session()?
@@ -87,7 +106,9 @@ impl Context {
             ))
             .into());
         }
-        let client = self.open(&saved.server, saved.server_name.clone()).await?;
+        let client = self
+            .open(&saved.server, saved.server_name.clone(), lifetime)
+            .await?;
         match client.resume(&saved.token).await {
             Ok(logged_in) => {
                 let me = logged_in
@@ -116,15 +137,16 @@ impl Context {
         }
     }
 
-    async fn open(&self, address: &str, saved_name: Option<String>) -> Result<Client> {
+    async fn open(&self, address: &str, saved_name: Option<String>, lifetime: Lifetime) -> Result<Client> {
         let trust = self.trust()?;
         let mut config = ClientConfig::new(address, trust.clone());
         if let Some(name) = self.server_name.clone().or(saved_name) {
             config.server_name = name;
         }
         config.client_name = format!("parley-cli/{}", env!("CARGO_PKG_VERSION"));
-        // One command, one connection: a loss is an error, not a retry.
-        config.reconnect = false;
+        config.reconnect = lifetime != Lifetime::OneShot;
+        // Only an interactive chat listens to the message stream.
+        config.message_sync = lifetime == Lifetime::Live;
         let client = match Client::connect(config).await {
             Ok(client) => client,
             Err(err @ ClientError::CertificateChanged { .. }) => {

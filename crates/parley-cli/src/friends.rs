@@ -165,7 +165,7 @@ pub async fn friends(ctx: &Context) -> Result<()> {
 }
 
 /// The user called `username`.
-async fn resolve(client: &Client, username: &str) -> Result<pb::User> {
+pub async fn resolve(client: &Client, username: &str) -> Result<pb::User> {
     client
         .profile_by_username(username)
         .await

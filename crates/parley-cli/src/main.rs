@@ -2,22 +2,28 @@
 //!
 //! A thin binary over the `parley-client` SDK: parse flags, connect (resuming
 //! the session saved by `login`), run one request, print the answer as text
-//! or JSON. Failures print one `error: …` line on stderr and exit non-zero:
-//! 2 for usage mistakes, 3 for authentication problems, 1 otherwise.
+//! or JSON — or, for `chat`, stay connected and chat interactively. Failures
+//! print one `error: …` line on stderr and exit non-zero: 2 for usage
+//! mistakes, 3 for authentication problems, 1 otherwise.
 
 mod account;
 mod args;
+mod chat;
 mod context;
 mod failure;
 mod friends;
+mod groups;
+mod messages;
 mod output;
 mod prompt;
+mod render;
 mod store;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
+use parley_client::pb::MessageKind;
 
 use args::{Cli, Command};
 use context::Context;
@@ -63,11 +69,30 @@ async fn run(cli: Cli) -> Result<()> {
         } => account::passwd(&ctx, password.password, new_password).await,
         Command::Profile(args) => account::profile(&ctx, args).await,
         Command::Search {
-            prefix,
+            query,
+            conv,
+            users,
             limit,
             cursor,
-        } => account::search(&ctx, prefix, limit, cursor).await,
+        } => messages::search(&ctx, query, conv, users, limit, cursor).await,
         Command::Friend { command } => friends::friend(&ctx, command).await,
         Command::Friends => friends::friends(&ctx).await,
+        Command::Conversations => messages::conversations(&ctx).await,
+        Command::Chat { target, history } => chat::chat(&ctx, target, history).await,
+        Command::Send { to } => messages::send(&ctx, to).await,
+        Command::SendImage { to, caption } => {
+            messages::send_upload(&ctx, to, caption, MessageKind::Image).await
+        }
+        Command::SendFile { to, caption } => {
+            messages::send_upload(&ctx, to, caption, MessageKind::File).await
+        }
+        Command::History {
+            target,
+            before,
+            limit,
+        } => messages::history(&ctx, target, before, limit).await,
+        Command::Download { file_id, output } => messages::download(&ctx, file_id, output).await,
+        Command::Group { command } => groups::group(&ctx, command).await,
+        Command::Avatar { command } => groups::avatar(&ctx, command).await,
     }
 }

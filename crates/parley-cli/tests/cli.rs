@@ -2,8 +2,7 @@
 //! login saves a private session, later commands resume it, trust on first
 //! use is announced once, and failures exit with the documented codes.
 
-// The test server lives with the SDK's tests; only part of it is used here.
-#[allow(dead_code)]
+// The test server lives with the SDK's tests (it allows its unused parts).
 #[path = "../../parley-client/tests/support/mod.rs"]
 mod support;
 

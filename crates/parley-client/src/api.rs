@@ -7,21 +7,20 @@
 
 use parley_proto::pb;
 use pb::client_frame::Body as Req;
-use pb::server_frame::Body as Resp;
 
 use crate::client::Client;
 use crate::error::ClientError;
-use crate::link::unexpected;
 
 /// Unpacks the expected response variant or reports what came instead.
-macro_rules! expect {
+macro_rules! expect_body {
     ($response:expr, $variant:ident) => {
         match $response {
-            Resp::$variant(inner) => Ok(inner),
-            other => Err(unexpected(stringify!($variant), &other)),
+            pb::server_frame::Body::$variant(inner) => Ok(inner),
+            other => Err($crate::link::unexpected(stringify!($variant), &other)),
         }
     };
 }
+pub(crate) use expect_body;
 
 /// A user inside a response that must carry one.
 fn required_user(user: Option<pb::User>) -> Result<pb::User, ClientError> {
@@ -30,8 +29,8 @@ fn required_user(user: Option<pb::User>) -> Result<pb::User, ClientError> {
 
 impl Client {
     /// Sends `body` and expects a plain `Ok`.
-    async fn request_ok(&self, body: Req) -> Result<(), ClientError> {
-        expect!(self.request(body).await?, Ok).map(|_| ())
+    pub(crate) async fn request_ok(&self, body: Req) -> Result<(), ClientError> {
+        expect_body!(self.request(body).await?, Ok).map(|_| ())
     }
 
     /// Creates an account. Does not log in.
@@ -46,25 +45,34 @@ impl Client {
             display_name: display_name.into(),
             password: password.into(),
         });
-        required_user(expect!(self.request(body).await?, Registered)?.user)
+        required_user(expect_body!(self.request(body).await?, Registered)?.user)
     }
 
     /// Logs in with a password, as this client's device. The session token is
     /// remembered so a lost connection resumes the session by itself.
+    ///
+    /// Before returning, the message stream catches up (see
+    /// [`Client::set_sync_cursor`]): subscribe to [`Client::events`] first
+    /// to see the messages it delivers.
     pub async fn login(&self, username: &str, password: &str) -> Result<pb::LoggedIn, ClientError> {
         let body = Req::Login(pb::Login {
             username: username.into(),
             password: password.into(),
             device_name: self.shared.config.device_name.clone(),
         });
-        expect!(self.request(body).await?, LoggedIn)
+        let logged_in = expect_body!(self.request(body).await?, LoggedIn)?;
+        self.catch_up_stream().await;
+        Ok(logged_in)
     }
 
     /// Resumes a session from an earlier login; the token is remembered for
-    /// automatic resumes. The answer carries no token.
+    /// automatic resumes. The answer carries no token. The message stream
+    /// catches up before this returns, as after [`Client::login`].
     pub async fn resume(&self, token: &str) -> Result<pb::LoggedIn, ClientError> {
         let body = Req::Resume(pb::Resume { token: token.into() });
-        expect!(self.request(body).await?, LoggedIn)
+        let logged_in = expect_body!(self.request(body).await?, LoggedIn)?;
+        self.catch_up_stream().await;
+        Ok(logged_in)
     }
 
     /// Ends this session on the server and forgets its token. The connection
@@ -75,7 +83,7 @@ impl Client {
 
     /// The user's sessions on all devices.
     pub async fn sessions(&self) -> Result<Vec<pb::SessionInfo>, ClientError> {
-        let list = expect!(
+        let list = expect_body!(
             self.request(Req::ListSessions(pb::ListSessions {})).await?,
             SessionList
         )?;
@@ -99,7 +107,7 @@ impl Client {
 
     async fn get_profile(&self, who: pb::get_profile::Who) -> Result<pb::User, ClientError> {
         let body = Req::GetProfile(pb::GetProfile { who: Some(who) });
-        required_user(expect!(self.request(body).await?, Profile)?.user)
+        required_user(expect_body!(self.request(body).await?, Profile)?.user)
     }
 
     /// Anyone's public profile, by id.
@@ -124,7 +132,7 @@ impl Client {
             display_name: display_name.map(str::to_string),
             status_line: status_line.map(str::to_string),
         });
-        required_user(expect!(self.request(body).await?, Profile)?.user)
+        required_user(expect_body!(self.request(body).await?, Profile)?.user)
     }
 
     /// Users whose username or display name starts with `query`, one page at
@@ -140,7 +148,7 @@ impl Client {
             limit,
             cursor: cursor.into(),
         });
-        expect!(self.request(body).await?, UserPage)
+        expect_body!(self.request(body).await?, UserPage)
     }
 
     /// Asks `user_id` to become a friend.
@@ -155,7 +163,7 @@ impl Client {
     /// Pending friend requests, incoming and outgoing.
     pub async fn friend_requests(&self) -> Result<pb::FriendRequestList, ClientError> {
         let body = Req::ListFriendRequests(pb::ListFriendRequests {});
-        expect!(self.request(body).await?, FriendRequestList)
+        expect_body!(self.request(body).await?, FriendRequestList)
     }
 
     /// Accepts or declines an incoming friend request.
@@ -201,7 +209,7 @@ impl Client {
 
     /// The user's friends with remarks and presence.
     pub async fn friends(&self) -> Result<Vec<pb::Friend>, ClientError> {
-        let list = expect!(
+        let list = expect_body!(
             self.request(Req::ListFriends(pb::ListFriends {})).await?,
             FriendList
         )?;
@@ -210,7 +218,7 @@ impl Client {
 
     /// The users this user has blocked.
     pub async fn blocked(&self) -> Result<Vec<pb::User>, ClientError> {
-        let page = expect!(
+        let page = expect_body!(
             self.request(Req::ListBlocked(pb::ListBlocked {})).await?,
             UserPage
         )?;

@@ -52,12 +52,24 @@ pub struct ClientConfig {
     pub backoff_initial: Duration,
     /// Upper bound of any reconnect delay.
     pub backoff_max: Duration,
+    /// How long [`crate::Client::send`] keeps resending a message (across
+    /// reconnects) before giving up.
+    pub send_timeout: Duration,
+    /// `host:port` of the file server (HTTPS). `None` means the host of
+    /// `address` and the port the server announces in `Welcome.http_port`.
+    pub http_address: Option<String>,
+    /// Keep the message stream gap-free and duplicate-free: catch up after
+    /// login and every reconnect and fill gaps (see [`crate::Client::events`]).
+    /// Off, `Message` events are passed on exactly as they arrive and no
+    /// extra requests are made — for short-lived clients that do not listen.
+    pub message_sync: bool,
 }
 
 impl ClientConfig {
     /// A configuration with sensible defaults: the host part of `address` as
     /// server name, the machine's host name as device name, 1 MiB frames, a
-    /// 15 s timeout, and reconnects backing off from 250 ms up to 30 s.
+    /// 15 s timeout, reconnects backing off from 250 ms up to 30 s, sends
+    /// retried for 60 s, the announced file-server port, and message sync on.
     pub fn new(address: impl Into<String>, trust: Trust) -> Self {
         let address = address.into();
         let (host, _) = split_host_port(&address);
@@ -72,6 +84,9 @@ impl ClientConfig {
             reconnect: true,
             backoff_initial: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
+            http_address: None,
+            message_sync: true,
         }
     }
 }
@@ -135,5 +150,8 @@ mod tests {
         assert!(cfg.reconnect);
         assert_eq!(cfg.backoff_initial, Duration::from_millis(250));
         assert_eq!(cfg.backoff_max, Duration::from_secs(30));
+        assert_eq!(cfg.send_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.http_address, None);
+        assert!(cfg.message_sync);
     }
 }

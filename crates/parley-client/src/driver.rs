@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::client::Shared;
+use crate::delivery::Inbound;
 use crate::error::ClientError;
 use crate::event::{ClientEvent, ConnectionState};
 use crate::link::{self, Link, Transport};
@@ -106,7 +107,7 @@ pub(crate) async fn run(shared: Arc<Shared>, first: Link, mut queue: mpsc::Recei
             }
         };
         attempts_used = attempt;
-        {
+        let resumed_user = {
             let mut session = shared.session();
             session.welcome = link.welcome.clone();
             session.identity = Some(link.identity.clone());
@@ -114,6 +115,10 @@ pub(crate) async fn run(shared: Arc<Shared>, first: Link, mut queue: mpsc::Recei
                 session.user = resumed.user.clone();
                 session.session_id = resumed.session_id;
             }
+            link.resumed.as_ref().and_then(|r| r.user.as_ref()).map(|u| u.id)
+        };
+        if let Some(user_id) = resumed_user {
+            shared.to_delivery(Inbound::LoggedIn(user_id));
         }
         shared.emit(ClientEvent::State(ConnectionState::Connected));
     }
@@ -129,6 +134,7 @@ fn finish(shared: &Shared, state: ConnectionState) {
     }
     tracing::debug!(?state, "connection task finished");
     shared.emit(ClientEvent::State(state));
+    shared.end();
 }
 
 /// Serves one link until it ends, then fails whatever was still in flight.
@@ -303,6 +309,12 @@ fn apply(shared: &Shared, effect: Effect, body: &pb::server_frame::Body) {
             session.user = logged_in.user.clone();
             session.session_id = logged_in.session_id;
             session.logged_out = false;
+            drop(session);
+            // In stream order: the delivery task learns whose cursors it
+            // keeps before any event of the new session.
+            if let Some(user) = &logged_in.user {
+                shared.to_delivery(Inbound::LoggedIn(user.id));
+            }
         }
         (Effect::Logout, Body::Ok(_)) => {
             session.token = None;

@@ -46,6 +46,25 @@ pub enum ClientError {
     /// The operation needs a logged-in session and this client has none.
     #[error("not logged in")]
     NotLoggedIn,
+    /// The file server (HTTPS side) refused a request.
+    #[error("file server answered {status}: {message} ({code})")]
+    Http {
+        /// The HTTP status code.
+        status: u16,
+        /// The server's error code, e.g. `not_found` or `hash_mismatch`.
+        code: String,
+        /// The server's explanation.
+        message: String,
+    },
+    /// Downloaded bytes do not hash to the SHA-256 the server announced; the
+    /// partial file was removed.
+    #[error("integrity check failed: expected sha256 {expected}, got {actual}")]
+    Integrity {
+        /// The SHA-256 the server announced (its ETag), lowercase hex.
+        expected: String,
+        /// The SHA-256 of what arrived.
+        actual: String,
+    },
 }
 
 impl ClientError {
@@ -57,6 +76,7 @@ impl ClientError {
         match self {
             ClientError::Server(e) => Some(e.kind()),
             ClientError::NotLoggedIn => Some(pb::ErrorCode::Unauthenticated),
+            ClientError::Http { status, code, .. } => Some(http_error_code(*status, code)),
             _ => None,
         }
     }
@@ -72,8 +92,29 @@ impl ClientError {
                     | pb::ErrorCode::ShuttingDown
                     | pb::ErrorCode::IdleTimeout
             ),
+            ClientError::Http { status, .. } => matches!(status, 429 | 502 | 503 | 504),
             _ => false,
         }
+    }
+}
+
+/// The protocol code closest to a file-server error: its `code` when that
+/// names a protocol code (`not_found`, `rate_limited` …), else by status.
+fn http_error_code(status: u16, code: &str) -> pb::ErrorCode {
+    let named = code.to_ascii_uppercase();
+    if let Some(known) = pb::ErrorCode::from_str_name(&named)
+        && known != pb::ErrorCode::Unspecified
+    {
+        return known;
+    }
+    match status {
+        400 | 409 | 413 | 416 | 422 => pb::ErrorCode::InvalidArgument,
+        401 => pb::ErrorCode::Unauthenticated,
+        403 => pb::ErrorCode::Forbidden,
+        404 => pb::ErrorCode::NotFound,
+        429 => pb::ErrorCode::RateLimited,
+        503 => pb::ErrorCode::ServerBusy,
+        _ => pb::ErrorCode::Internal,
     }
 }
 
@@ -90,6 +131,24 @@ mod tests {
             ClientError::NotLoggedIn.code(),
             Some(pb::ErrorCode::Unauthenticated)
         );
+    }
+
+    #[test]
+    fn http_errors_map_to_protocol_codes() {
+        let http = |status, code: &str| ClientError::Http {
+            status,
+            code: code.into(),
+            message: String::new(),
+        };
+        assert_eq!(http(404, "not_found").code(), Some(pb::ErrorCode::NotFound));
+        assert_eq!(http(403, "whatever").code(), Some(pb::ErrorCode::Forbidden));
+        assert_eq!(
+            http(422, "hash_mismatch").code(),
+            Some(pb::ErrorCode::InvalidArgument)
+        );
+        assert_eq!(http(429, "rate_limited").code(), Some(pb::ErrorCode::RateLimited));
+        assert!(http(503, "busy").is_transient());
+        assert!(!http(404, "not_found").is_transient());
     }
 
     #[test]

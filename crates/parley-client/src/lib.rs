@@ -9,9 +9,17 @@
 //! the session resumed, so applications mostly see `Reconnecting` and
 //! `Connected` go by.
 //!
+//! Messages form a gap-free stream: per conversation every message event
+//! arrives once and in order, also across reconnects (see
+//! [`Client::events`] and [`Client::set_sync_cursor`]). [`Client::send`]
+//! resends after a lost connection without ever storing a message twice.
+//! Files go over the server's HTTPS side, resumably and SHA-256 verified.
+//!
 //! Layout: `config` and `tls` decide whom to trust, `link` opens one
 //! connection, `driver` runs it (with the pure decisions in `reconnect`),
-//! `client` is the handle and `api` the typed requests.
+//! `delivery` publishes events with the message-ordering rules of
+//! `ordering`, `client` is the handle, and `api`, `conversations`,
+//! `outgoing` and `files` are the typed requests.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), parley_client::ClientError> {
@@ -30,11 +38,16 @@
 mod api;
 mod client;
 mod config;
+mod conversations;
+mod delivery;
 mod driver;
 mod error;
 mod event;
+mod files;
 mod known_hosts;
 mod link;
+mod ordering;
+mod outgoing;
 mod reconnect;
 mod tls;
 
@@ -42,5 +55,6 @@ pub use client::Client;
 pub use config::{ClientConfig, DEFAULT_PORT, Trust};
 pub use error::ClientError;
 pub use event::{ClientEvent, ConnectionState};
+pub use outgoing::{OutgoingMessage, new_client_msg_id};
 pub use parley_proto::pb;
 pub use tls::{ServerIdentity, cert_fingerprint};

@@ -185,7 +185,11 @@ pub(crate) fn response_name(body: &pb::server_frame::Body) -> &'static str {
         B::UserPage(_) => "UserPage",
         B::FriendRequestList(_) => "FriendRequestList",
         B::FriendList(_) => "FriendList",
-        // The protocol grows; a name is only needed for error messages.
-        _ => "another response",
+        B::Conversation(_) => "Conversation",
+        B::ConversationList(_) => "ConversationList",
+        B::MemberList(_) => "MemberList",
+        B::MessageAck(_) => "MessageAck",
+        B::MessageBatch(_) => "MessageBatch",
+        B::SearchResults(_) => "SearchResults",
     }
 }

@@ -106,6 +106,28 @@ impl TrustStore {
             TrustKind::Pinned(fp) => Some(fp.clone()),
             TrustKind::FirstUse(path) => known_hosts::lookup(path, &self.address)?,
         };
+        self.fingerprint_handshake(expected)
+    }
+
+    /// The TLS settings for the file server, which shows the same certificate
+    /// as the client port. With fingerprint trust it must match the recorded
+    /// fingerprint, or `seen` (the one the client connection verified); it
+    /// is never recorded from here.
+    pub(crate) fn file_handshake(&self, seen: Option<&str>) -> Result<Handshake, ClientError> {
+        let expected = match &self.kind {
+            TrustKind::Roots(_) => return self.handshake(),
+            TrustKind::Pinned(fp) => fp.clone(),
+            TrustKind::FirstUse(path) => match known_hosts::lookup(path, &self.address)? {
+                Some(fp) => fp,
+                None => seen.map(str::to_string).ok_or_else(|| {
+                    ClientError::Tls(format!("no trusted fingerprint recorded for {}", self.address))
+                })?,
+            },
+        };
+        self.fingerprint_handshake(Some(expected))
+    }
+
+    fn fingerprint_handshake(&self, expected: Option<String>) -> Result<Handshake, ClientError> {
         let verifier = Arc::new(FingerprintVerifier {
             expected,
             algorithms: self.provider.signature_verification_algorithms,

@@ -141,7 +141,9 @@ fn acknowledge(ctx: &Ctx, ack: AckTo, conv_id: i64, result: Result<Appended, Str
                         duplicate: a.duplicate,
                     }),
                 ),
-                Err(text) => pb::ServerFrame::error(request_id, pb::Error::new(pb::ErrorCode::Unavailable, text)),
+                Err(text) => {
+                    pb::ServerFrame::error(request_id, pb::Error::new(pb::ErrorCode::Unavailable, text))
+                }
             };
             if let Some(bytes) = ctx.hub.encode(&frame) {
                 // A full queue: the reader is hopelessly behind; it resends after reconnecting.
@@ -173,9 +175,8 @@ async fn fan_out(ctx: &Ctx, msgs: &[NewMessage], appended: &[Appended]) {
             body: m.body.clone(),
             file_id: m.file_id,
             target_seq: match &m.effect {
-                parley_store::Effect::Edit { target_seq, .. } | parley_store::Effect::Recall { target_seq } => {
-                    *target_seq
-                }
+                parley_store::Effect::Edit { target_seq, .. }
+                | parley_store::Effect::Recall { target_seq } => *target_seq,
                 parley_store::Effect::None => 0,
             },
             created_at: a.created_at,

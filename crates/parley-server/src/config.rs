@@ -237,7 +237,10 @@ impl Config {
             .database
             .or(file.database)
             .unwrap_or_else(|| default_database(&data_dir));
-        let plaintext = args.insecure_plaintext.or(file.insecure_plaintext).unwrap_or(false);
+        let plaintext = args
+            .insecure_plaintext
+            .or(file.insecure_plaintext)
+            .unwrap_or(false);
         let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
             _ if plaintext => TlsMode::Plaintext,
             (Some(cert), Some(key)) => TlsMode::Files { cert, key },
@@ -251,10 +254,23 @@ impl Config {
             database,
             data_dir,
             tls,
-            max_frame_bytes: args.max_frame_bytes.or(file.max_frame_bytes).unwrap_or(d.max_frame_bytes),
-            max_connections: args.max_connections.or(file.max_connections).unwrap_or(d.max_connections),
-            outbound_queue: args.outbound_queue.or(file.outbound_queue).unwrap_or(d.outbound_queue),
-            heartbeat: args.heartbeat_secs.or(file.heartbeat_secs).map(secs).unwrap_or(d.heartbeat),
+            max_frame_bytes: args
+                .max_frame_bytes
+                .or(file.max_frame_bytes)
+                .unwrap_or(d.max_frame_bytes),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            outbound_queue: args
+                .outbound_queue
+                .or(file.outbound_queue)
+                .unwrap_or(d.outbound_queue),
+            heartbeat: args
+                .heartbeat_secs
+                .or(file.heartbeat_secs)
+                .map(secs)
+                .unwrap_or(d.heartbeat),
             idle_timeout: args
                 .idle_timeout_secs
                 .or(file.idle_timeout_secs)
@@ -286,14 +302,23 @@ impl Config {
                 .friend_requests_per_hour
                 .or(file.friend_requests_per_hour)
                 .unwrap_or(d.friend_requests_per_hour),
-            max_file_bytes: args.max_file_bytes.or(file.max_file_bytes).unwrap_or(d.max_file_bytes),
-            max_chunk_bytes: args.max_chunk_bytes.or(file.max_chunk_bytes).unwrap_or(d.max_chunk_bytes),
+            max_file_bytes: args
+                .max_file_bytes
+                .or(file.max_file_bytes)
+                .unwrap_or(d.max_file_bytes),
+            max_chunk_bytes: args
+                .max_chunk_bytes
+                .or(file.max_chunk_bytes)
+                .unwrap_or(d.max_chunk_bytes),
             files_dir: args.files_dir.or(file.files_dir),
             group_member_limit: args
                 .group_member_limit
                 .or(file.group_member_limit)
                 .unwrap_or(d.group_member_limit),
-            max_text_bytes: args.max_text_bytes.or(file.max_text_bytes).unwrap_or(d.max_text_bytes),
+            max_text_bytes: args
+                .max_text_bytes
+                .or(file.max_text_bytes)
+                .unwrap_or(d.max_text_bytes),
             messages_per_minute: args
                 .messages_per_minute
                 .or(file.messages_per_minute)
@@ -308,18 +333,32 @@ impl Config {
 
     /// Where file contents live.
     pub fn files_dir(&self) -> PathBuf {
-        self.files_dir.clone().unwrap_or_else(|| self.data_dir.join("files"))
+        self.files_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("files"))
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.max_frame_bytes >= 1024, "max_frame_bytes must be at least 1024");
-        anyhow::ensure!(self.max_frame_bytes <= u32::MAX as usize, "max_frame_bytes must fit in u32");
+        anyhow::ensure!(
+            self.max_frame_bytes >= 1024,
+            "max_frame_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.max_frame_bytes <= u32::MAX as usize,
+            "max_frame_bytes must fit in u32"
+        );
         anyhow::ensure!(self.max_connections > 0, "max_connections must be positive");
         anyhow::ensure!(self.outbound_queue > 0, "outbound_queue must be positive");
         anyhow::ensure!(self.node_id < 1024, "node_id must be below 1024");
         anyhow::ensure!(self.commit_batch > 0, "commit_batch must be positive");
-        anyhow::ensure!(self.max_chunk_bytes >= 1024, "max_chunk_bytes must be at least 1024");
-        anyhow::ensure!(self.group_member_limit >= 2, "group_member_limit must be at least 2");
+        anyhow::ensure!(
+            self.max_chunk_bytes >= 1024,
+            "max_chunk_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.group_member_limit >= 2,
+            "group_member_limit must be at least 2"
+        );
         anyhow::ensure!(
             self.idle_timeout > self.heartbeat,
             "idle timeout must be longer than the heartbeat interval"
@@ -337,7 +376,11 @@ mod tests {
     fn flags_beat_file_beat_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("parley.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nmax_connections = 7\nserver_name = \"file\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nmax_connections = 7\nserver_name = \"file\"\n",
+        )
+        .unwrap();
         let args = Args::parse_from([
             "parley-server",
             "--config",

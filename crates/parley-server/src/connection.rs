@@ -70,7 +70,9 @@ impl<W: Sink<Bytes, Error = std::io::Error> + Unpin> Writer<W> {
 
     /// A connection-level error, sent best-effort before closing.
     async fn fatal(&mut self, code: ErrorCode, msg: &str) {
-        let _ = self.send(&pb::ServerFrame::error(0, pb::Error::new(code, msg))).await;
+        let _ = self
+            .send(&pb::ServerFrame::error(0, pb::Error::new(code, msg)))
+            .await;
         let _ = self.sink.close().await;
     }
 }
@@ -130,7 +132,8 @@ where
         Ok(Some(Ok(f))) => f,
     };
     let Some(Req::Hello(hello)) = first.body else {
-        w.fatal(ErrorCode::BadRequest, "the first frame must be Hello").await;
+        w.fatal(ErrorCode::BadRequest, "the first frame must be Hello")
+            .await;
         return Err(End::Protocol);
     };
     if hello.protocol_version != PROTOCOL_VERSION {
@@ -138,7 +141,10 @@ where
             "protocol version {} is not supported; this server speaks {PROTOCOL_VERSION}",
             hello.protocol_version
         );
-        let err = pb::ServerFrame::error(first.request_id, pb::Error::new(ErrorCode::UnsupportedVersion, msg));
+        let err = pb::ServerFrame::error(
+            first.request_id,
+            pb::Error::new(ErrorCode::UnsupportedVersion, msg),
+        );
         let _ = w.send(&err).await;
         let _ = w.sink.close().await;
         return Err(End::Protocol);
@@ -156,12 +162,18 @@ where
         .await
 }
 
-async fn frame_error<W: Sink<Bytes, Error = std::io::Error> + Unpin>(w: &mut Writer<W>, e: FrameError) -> End {
+async fn frame_error<W: Sink<Bytes, Error = std::io::Error> + Unpin>(
+    w: &mut Writer<W>,
+    e: FrameError,
+) -> End {
     match e {
         FrameError::TooLarge { len, max } => {
             tracing::info!(len, max, "closing connection: frame too large");
-            w.fatal(ErrorCode::FrameTooLarge, &format!("frame of {len} bytes exceeds the {max}-byte limit"))
-                .await;
+            w.fatal(
+                ErrorCode::FrameTooLarge,
+                &format!("frame of {len} bytes exceeds the {max}-byte limit"),
+            )
+            .await;
             End::TooLarge
         }
         err @ (FrameError::Malformed(_) | FrameError::NotAFrame(_)) => {
@@ -226,13 +238,19 @@ where
     }
 }
 
-async fn handle_frame<W>(ctx: &Ctx, conn: &mut Conn, w: &mut Writer<W>, frame: pb::ClientFrame) -> Result<(), End>
+async fn handle_frame<W>(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    w: &mut Writer<W>,
+    frame: pb::ClientFrame,
+) -> Result<(), End>
 where
     W: Sink<Bytes, Error = std::io::Error> + Unpin,
 {
     let id = frame.request_id;
     if id == 0 {
-        w.fatal(ErrorCode::BadRequest, "request_id must be non-zero").await;
+        w.fatal(ErrorCode::BadRequest, "request_id must be non-zero")
+            .await;
         return Err(End::Protocol);
     }
     let reply = match frame.body {

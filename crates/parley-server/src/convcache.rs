@@ -56,7 +56,12 @@ impl ConvCache {
         let Some(conv) = store.conversation(conv_id).await? else {
             return Ok(None);
         };
-        let mut members: Vec<i64> = store.members(conv_id).await?.into_iter().map(|m| m.user_id).collect();
+        let mut members: Vec<i64> = store
+            .members(conv_id)
+            .await?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect();
         members.sort_unstable();
         let info = Arc::new(ConvInfo {
             kind: conv.kind,
@@ -72,7 +77,10 @@ impl ConvCache {
 
     /// Forgets `conv_id` after a membership change.
     pub fn invalidate(&self, conv_id: i64) {
-        self.convs.lock().unwrap_or_else(|p| p.into_inner()).remove(&conv_id);
+        self.convs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&conv_id);
     }
 
     /// True when `a` and `b` are friends and neither blocked the other.
@@ -81,7 +89,9 @@ impl ConvCache {
         if let Some(ok) = self.direct.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(*ok);
         }
-        let ok = store.are_friends(a, b).await? && !store.is_blocked(a, b).await? && !store.is_blocked(b, a).await?;
+        let ok = store.are_friends(a, b).await?
+            && !store.is_blocked(a, b).await?
+            && !store.is_blocked(b, a).await?;
         let mut map = self.direct.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_ENTRIES {
             map.clear();
@@ -92,6 +102,9 @@ impl ConvCache {
 
     /// Forgets the pair after a friendship or block change.
     pub fn invalidate_pair(&self, a: i64, b: i64) {
-        self.direct.lock().unwrap_or_else(|p| p.into_inner()).remove(&pair(a, b));
+        self.direct
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&pair(a, b));
     }
 }

@@ -89,7 +89,9 @@ async fn serve_websocket(ctx: Arc<Ctx>, socket: WebSocket, peer: SocketAddr, shu
     let reader = futures_util::stream::unfold(stream, move |mut stream| async move {
         loop {
             let item = match stream.next().await? {
-                Ok(Message::Binary(data)) => parley_proto::frame::decode_payload::<pb::ClientFrame>(&data, max),
+                Ok(Message::Binary(data)) => {
+                    parley_proto::frame::decode_payload::<pb::ClientFrame>(&data, max)
+                }
                 Ok(Message::Text(_)) => Err(FrameError::NotAFrame("text message")),
                 Ok(Message::Ping(_) | Message::Pong(_)) => continue,
                 Ok(Message::Close(_)) | Err(_) => return None,
@@ -134,7 +136,8 @@ pub async fn serve(listener: TcpListener, acceptor: Option<tokio_rustls::TlsAcce
                 }
                 Some(acceptor) => {
                     let Ok(Ok(tls)) =
-                        tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream)).await
+                        tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream))
+                            .await
                     else {
                         return;
                     };

@@ -52,7 +52,11 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             None => Ok(()),
             Some(b) => {
                 self.refill(b, now);
-                if b.tokens >= 1.0 { Ok(()) } else { Err(self.wait_for_token(b)) }
+                if b.tokens >= 1.0 {
+                    Ok(())
+                } else {
+                    Err(self.wait_for_token(b))
+                }
             }
         }
     }
@@ -112,7 +116,10 @@ mod tests {
             assert!(lim.take(&"alice", t0).is_ok());
         }
         let wait = lim.take(&"alice", t0).unwrap_err();
-        assert!(wait > Duration::from_secs(19) && wait <= Duration::from_secs(20), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         assert!(lim.check(&"alice", t0).is_err());
         assert!(lim.check(&"bob", t0).is_ok(), "keys are independent");
         assert!(lim.take(&"alice", t0 + Duration::from_secs(20)).is_ok());

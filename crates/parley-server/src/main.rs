@@ -21,10 +21,16 @@ async fn run() -> anyhow::Result<()> {
     let cfg = parley_server::Config::resolve(parley_server::Args::parse())?;
     let server = parley_server::start(cfg).await?;
     if let Some(fp) = &server.fingerprint {
-        println!("parley-server listening on {} (TLS), http on {}", server.client_addr, server.http_addr);
+        println!(
+            "parley-server listening on {} (TLS), http on {}",
+            server.client_addr, server.http_addr
+        );
         println!("certificate sha256 fingerprint: {fp}");
     } else {
-        println!("parley-server listening on {} (PLAINTEXT), http on {}", server.client_addr, server.http_addr);
+        println!(
+            "parley-server listening on {} (PLAINTEXT), http on {}",
+            server.client_addr, server.http_addr
+        );
     }
     parley_server::shutdown_signal().await;
     tracing::info!("shutting down");

@@ -56,7 +56,10 @@ impl ServerHandle {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tracker.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still open after the shutdown grace period");
         }
         self.ctx.store.close().await;
@@ -242,7 +245,10 @@ pub async fn shutdown_signal() {
 mod tests {
     #[test]
     fn redacts_password() {
-        assert_eq!(super::redact("mysql://root:pw@host/db"), "mysql://root:***@host/db");
+        assert_eq!(
+            super::redact("mysql://root:pw@host/db"),
+            "mysql://root:***@host/db"
+        );
         assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
     }
 }

@@ -57,7 +57,11 @@ pub fn load(mode: &TlsMode, data_dir: &Path) -> anyhow::Result<Option<TlsIdentit
 
 fn generate(dir: &Path, cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     let certified = rcgen::generate_simple_self_signed(names).context("generating certificate")?;
     std::fs::write(cert_path, certified.cert.pem())
         .with_context(|| format!("writing {}", cert_path.display()))?;
@@ -86,7 +90,10 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
 }
 
-fn read_pem(cert: &Path, key: &Path) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+fn read_pem(
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let cert_bytes = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
     let certs = rustls_pemfile::certs(&mut &cert_bytes[..])
         .collect::<Result<Vec<_>, _>>()

@@ -69,7 +69,10 @@ pub fn short_text(raw: &str, max: usize, field: &str) -> Result<String, pb::Erro
 pub fn display_name(raw: &str) -> Result<String, pb::Error> {
     let name = short_text(raw, MAX_DISPLAY_NAME_CHARS, "display name")?;
     if name.is_empty() {
-        return Err(pb::Error::new(ErrorCode::InvalidArgument, "display name must not be empty"));
+        return Err(pb::Error::new(
+            ErrorCode::InvalidArgument,
+            "display name must not be empty",
+        ));
     }
     Ok(name)
 }
@@ -82,8 +85,19 @@ mod tests {
     fn usernames() {
         assert_eq!(username("Alice_01").unwrap(), "alice_01");
         assert_eq!(username("a.b-c").unwrap(), "a.b-c");
-        for bad in ["ab", "", "with space", "ünïcode", "x".repeat(33).as_str(), "semi;colon"] {
-            assert_eq!(username(bad).unwrap_err().kind(), ErrorCode::InvalidUsername, "{bad}");
+        for bad in [
+            "ab",
+            "",
+            "with space",
+            "ünïcode",
+            "x".repeat(33).as_str(),
+            "semi;colon",
+        ] {
+            assert_eq!(
+                username(bad).unwrap_err().kind(),
+                ErrorCode::InvalidUsername,
+                "{bad}"
+            );
         }
     }
 
@@ -92,7 +106,10 @@ mod tests {
         assert!(password("12345678").is_ok());
         assert!(password("пароль12").is_ok());
         assert_eq!(password("short").unwrap_err().kind(), ErrorCode::WeakPassword);
-        assert_eq!(password(&"x".repeat(2000)).unwrap_err().kind(), ErrorCode::InvalidArgument);
+        assert_eq!(
+            password(&"x".repeat(2000)).unwrap_err().kind(),
+            ErrorCode::InvalidArgument
+        );
     }
 
     #[test]

@@ -16,15 +16,26 @@ use parley_store::testing::test_databases;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::codec::Framed;
 
-type Raw = Framed<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, FrameCodec<pb::ServerFrame, pb::ClientFrame>>;
+type Raw = Framed<
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    FrameCodec<pb::ServerFrame, pb::ClientFrame>,
+>;
 
-async fn sqlite_server(tweak: impl Fn(&mut parley_server::Config)) -> (common::TestServer, parley_store::testing::TestDb) {
-    let db = test_databases().await.into_iter().find(|d| d.label == "sqlite").expect("sqlite");
+async fn sqlite_server(
+    tweak: impl Fn(&mut parley_server::Config),
+) -> (common::TestServer, parley_store::testing::TestDb) {
+    let db = test_databases()
+        .await
+        .into_iter()
+        .find(|d| d.label == "sqlite")
+        .expect("sqlite");
     (start_server(&db, tweak).await, db)
 }
 
 async fn raw(server: &common::TestServer) -> Raw {
-    let tls = raw_tls(server.handle.client_addr, &server.fingerprint()).await.expect("tls");
+    let tls = raw_tls(server.handle.client_addr, &server.fingerprint())
+        .await
+        .expect("tls");
     Framed::new(tls, FrameCodec::new(1 << 20))
 }
 
@@ -85,22 +96,33 @@ async fn protocol_violations_get_typed_errors() {
 
     // Undecodable protobuf inside a well-sized frame.
     let mut conn = greeted(&server).await;
-    conn.get_mut().write_all(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    conn.get_mut()
+        .write_all(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
     let f = recv(&mut conn).await.expect("error frame");
     assert_eq!(error_code(&f), pb::ErrorCode::BadRequest);
     expect_closed(&mut conn).await;
 
     // Anything before Hello.
     let mut conn = raw(&server).await;
-    conn.send(frame(1, Req::ListFriends(pb::ListFriends {}))).await.unwrap();
-    assert_eq!(error_code(&recv(&mut conn).await.unwrap()), pb::ErrorCode::BadRequest);
+    conn.send(frame(1, Req::ListFriends(pb::ListFriends {})))
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&recv(&mut conn).await.unwrap()),
+        pb::ErrorCode::BadRequest
+    );
     expect_closed(&mut conn).await;
 
     // A protocol version we do not speak.
     let mut conn = raw(&server).await;
     conn.send(frame(9, hello(PROTOCOL_VERSION + 1))).await.unwrap();
     let f = recv(&mut conn).await.unwrap();
-    assert_eq!((f.request_id, error_code(&f)), (9, pb::ErrorCode::UnsupportedVersion));
+    assert_eq!(
+        (f.request_id, error_code(&f)),
+        (9, pb::ErrorCode::UnsupportedVersion)
+    );
     expect_closed(&mut conn).await;
 
     // An unknown request type (a field this version lacks) is refused, the connection lives on.
@@ -113,13 +135,20 @@ async fn protocol_violations_get_typed_errors() {
     conn.get_mut().write_all(&unknown).await.unwrap();
     let f = recv(&mut conn).await.unwrap();
     assert_eq!((f.request_id, error_code(&f)), (5, pb::ErrorCode::BadRequest));
-    conn.send(frame(6, Req::Ping(pb::Ping { nonce: 42 }))).await.unwrap();
+    conn.send(frame(6, Req::Ping(pb::Ping { nonce: 42 })))
+        .await
+        .unwrap();
     let f = recv(&mut conn).await.unwrap();
     assert_eq!(f.body, Some(Resp::Pong(pb::Pong { nonce: 42 })));
 
     // A request without an id cannot be answered: closed.
-    conn.send(frame(0, Req::Ping(pb::Ping { nonce: 1 }))).await.unwrap();
-    assert_eq!(error_code(&recv(&mut conn).await.unwrap()), pb::ErrorCode::BadRequest);
+    conn.send(frame(0, Req::Ping(pb::Ping { nonce: 1 })))
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&recv(&mut conn).await.unwrap()),
+        pb::ErrorCode::BadRequest
+    );
     expect_closed(&mut conn).await;
 
     server.stop().await;
@@ -152,7 +181,9 @@ async fn survives_a_garbage_burst_of_1000_connections() {
     for i in 0..1000u32 {
         let fp = fp.clone();
         tasks.spawn(async move {
-            let junk: Vec<u8> = (0..256u32).map(|j| (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8).collect();
+            let junk: Vec<u8> = (0..256u32)
+                .map(|j| (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8)
+                .collect();
             if i % 2 == 0 {
                 // Garbage instead of a TLS handshake.
                 if let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await {
@@ -184,7 +215,9 @@ async fn connection_limit_refuses_extra_connections() {
     let third = raw_tls(server.handle.client_addr, &server.fingerprint()).await;
     if let Ok(mut tls) = third {
         let mut buf = [0u8; 8];
-        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .unwrap();
         assert!(matches!(n, Ok(0) | Err(_)), "third connection must be closed");
     }
     drop(_a);
@@ -197,9 +230,13 @@ async fn connection_limit_refuses_extra_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_speaks_the_same_frames() {
     let (server, _db) = sqlite_server(|_| {}).await;
-    let tls = raw_tls(server.handle.http_addr, &server.fingerprint()).await.unwrap();
+    let tls = raw_tls(server.handle.http_addr, &server.fingerprint())
+        .await
+        .unwrap();
     let url = format!("wss://localhost:{}/ws", server.handle.http_addr.port());
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.expect("websocket upgrade");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("websocket upgrade");
     use prost::Message as _;
     use tokio_tungstenite::tungstenite::Message;
     let send = |f: pb::ClientFrame| Message::Binary(f.encode_to_vec().into());
@@ -216,7 +253,10 @@ async fn websocket_speaks_the_same_frames() {
     .unwrap();
     let mut got = Vec::new();
     while got.len() < 2 {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(Message::Binary(b))) => got.push(pb::ServerFrame::decode(&b[..]).unwrap()),
             Some(Ok(_)) => {}
             other => panic!("websocket ended: {other:?}"),
@@ -239,7 +279,9 @@ async fn websocket_speaks_the_same_frames() {
 }
 
 async fn https_get(server: &common::TestServer, path: &str) -> String {
-    let mut tls = raw_tls(server.handle.http_addr, &server.fingerprint()).await.unwrap();
+    let mut tls = raw_tls(server.handle.http_addr, &server.fingerprint())
+        .await
+        .unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     tls.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
@@ -259,9 +301,17 @@ async fn health_and_metrics_over_https() {
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with("ok\n"), "{health}");
     let metrics = https_get(&server, "/metrics").await;
-    for name in ["parley_connections", "parley_requests_total", "parley_db_seconds", "parley_request_seconds"] {
+    for name in [
+        "parley_connections",
+        "parley_requests_total",
+        "parley_db_seconds",
+        "parley_request_seconds",
+    ] {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
     }
-    assert!(!metrics.contains("password-metrics-user"), "secrets never reach metrics");
+    assert!(
+        !metrics.contains("password-metrics-user"),
+        "secrets never reach metrics"
+    );
     server.stop().await;
 }

@@ -14,7 +14,11 @@ use parley_client::{Client, ClientConfig, Trust};
 use parley_store::testing::test_databases;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Child2 {
@@ -38,7 +42,10 @@ fn spawn_server(db_url: &str, data_dir: &std::path::Path, port: u16, http_port: 
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let fingerprint = loop {
-        let line = lines.next().expect("server printed its fingerprint").expect("stdout line");
+        let line = lines
+            .next()
+            .expect("server printed its fingerprint")
+            .expect("stdout line");
         if let Some(fp) = line.strip_prefix("certificate sha256 fingerprint: ") {
             break fp.trim().to_string();
         }
@@ -49,7 +56,10 @@ fn spawn_server(db_url: &str, data_dir: &std::path::Path, port: u16, http_port: 
 }
 
 fn config(port: u16, fingerprint: &str) -> ClientConfig {
-    let mut cfg = ClientConfig::new(format!("127.0.0.1:{port}"), Trust::Pinned(fingerprint.to_string()));
+    let mut cfg = ClientConfig::new(
+        format!("127.0.0.1:{port}"),
+        Trust::Pinned(fingerprint.to_string()),
+    );
     cfg.server_name = "localhost".into();
     cfg.backoff_initial = Duration::from_millis(50);
     cfg.backoff_max = Duration::from_millis(200);
@@ -114,7 +124,10 @@ async fn acked_messages_survive_sigkill() {
         loop {
             let batch = c.sync(conv, after, 500).await.unwrap();
             for m in batch.messages {
-                assert!(stored.insert(m.client_msg_id.clone(), m.seq).is_none(), "stored twice");
+                assert!(
+                    stored.insert(m.client_msg_id.clone(), m.seq).is_none(),
+                    "stored twice"
+                );
                 seqs.push(m.seq);
             }
             after = batch.through_seq;
@@ -122,13 +135,22 @@ async fn acked_messages_survive_sigkill() {
                 break;
             }
         }
-        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gap-free after the crash");
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "gap-free after the crash"
+        );
         let mut seen = HashSet::new();
         for (id, seq) in &acked {
             assert_eq!(stored.get(id), Some(seq), "acked message {id} lost or moved");
             assert!(seen.insert(id));
         }
-        eprintln!("{}: {} acked before SIGKILL, {} stored", db.label, acked.len(), stored.len());
+        eprintln!(
+            "{}: {} acked before SIGKILL, {} stored",
+            db.label,
+            acked.len(),
+            stored.len()
+        );
         c.close().await;
         let _ = server.child.kill();
         let _ = server.child.wait();

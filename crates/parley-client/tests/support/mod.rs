@@ -1,10 +1,18 @@
 //! A tiny in-process Parley server for the SDK's tests.
 //!
 //! It speaks just enough of the protocol (Hello, Ping, Login, Resume, Logout,
-//! GetProfile, ListFriends) over real TLS with a fresh self-signed
-//! certificate, and can be told to push events, drop every connection, revoke
-//! a session or go silent, so the client's reconnect paths can be driven from
-//! a test. Profiles named "slow" answer late and "never" not at all.
+//! GetProfile, ListFriends, and the messaging requests in `messaging.rs`)
+//! over real TLS with a fresh self-signed certificate, and can be told to
+//! push events, drop every connection, revoke a session or go silent, so the
+//! client's reconnect paths can be driven from a test. Profiles named "slow"
+//! answer late and "never" not at all. A fake file server (`files.rs`) runs
+//! beside it with the same certificate.
+
+// Each test binary uses a different part of the server.
+#![allow(dead_code)]
+
+pub mod files;
+pub mod messaging;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,6 +47,10 @@ pub struct Stats {
     pub resumes: Vec<String>,
     /// token -> session id
     pub tokens: HashMap<String, i64>,
+    /// Conversations, messages and sends.
+    pub chat: messaging::Chat,
+    /// The file server's files and uploads.
+    pub store: files::Store,
 }
 
 pub struct TestServer {
@@ -46,6 +58,7 @@ pub struct TestServer {
     pub fingerprint: String,
     pub cert_pem: String,
     pub stats: Arc<Mutex<Stats>>,
+    pub files: files::FileServer,
     control: broadcast::Sender<Control>,
 }
 
@@ -66,22 +79,32 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(Mutex::new(Stats::default()));
-        let (control, _) = broadcast::channel(16);
+        let (control, _) = broadcast::channel(1024);
+        let files = files::FileServer::start(acceptor.clone(), stats.clone()).await;
+        let http_port = files.addr.port();
         let server = TestServer {
             addr,
             fingerprint: parley_client::cert_fingerprint(&cert_der),
             cert_pem: certified.cert.pem(),
             stats: stats.clone(),
+            files,
             control: control.clone(),
         };
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let acceptor = acceptor.clone();
                 let stats = stats.clone();
+                let control_tx = control.clone();
                 let control = control.subscribe();
                 tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(tcp).await {
-                        serve(tls, stats, control, heartbeat_ms).await;
+                        let link = Link {
+                            stats,
+                            control_tx,
+                            heartbeat_ms,
+                            http_port,
+                        };
+                        serve(tls, link, control).await;
                     }
                 });
             }
@@ -98,6 +121,27 @@ impl TestServer {
         self.stats.lock().unwrap().tokens.remove(token);
     }
 
+    /// Stores a message from `sender_id` without pushing it: a lost push.
+    pub fn append(&self, conv_id: i64, sender_id: i64, text: &str) -> pb::Message {
+        self.stats
+            .lock()
+            .unwrap()
+            .chat
+            .append(conv_id, sender_id, pb::MessageKind::Text, text)
+    }
+
+    /// Stores a message and pushes it to every connection.
+    pub fn post(&self, conv_id: i64, sender_id: i64, text: &str) -> pb::Message {
+        let message = self.append(conv_id, sender_id, text);
+        self.push_message(message.clone());
+        message
+    }
+
+    /// Pushes a message (again) to every connection.
+    pub fn push_message(&self, message: pb::Message) {
+        self.control(Control::Push(Box::new(pb::event::Kind::Message(message))));
+    }
+
     pub fn config(&self, trust: Trust) -> ClientConfig {
         let mut config = ClientConfig::new(self.addr.to_string(), trust);
         config.server_name = "localhost".into();
@@ -112,7 +156,15 @@ impl TestServer {
     }
 }
 
-fn user(id: i64, username: &str) -> pb::User {
+/// What one connection of the server knows.
+struct Link {
+    stats: Arc<Mutex<Stats>>,
+    control_tx: broadcast::Sender<Control>,
+    heartbeat_ms: u32,
+    http_port: u16,
+}
+
+pub fn user(id: i64, username: &str) -> pb::User {
     pb::User {
         id,
         username: username.into(),
@@ -123,10 +175,15 @@ fn user(id: i64, username: &str) -> pb::User {
 
 async fn serve(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    stats: Arc<Mutex<Stats>>,
+    link: Link,
     mut control: broadcast::Receiver<Control>,
-    heartbeat_ms: u32,
 ) {
+    let Link {
+        stats,
+        control_tx,
+        heartbeat_ms,
+        http_port,
+    } = link;
     use pb::client_frame::Body as Req;
     use pb::server_frame::Body as Resp;
     let mut framed = Framed::new(tls, FrameCodec::<pb::ClientFrame, pb::ServerFrame>::new(1 << 20));
@@ -150,6 +207,7 @@ async fn serve(
                             heartbeat_interval_ms: heartbeat_ms,
                             idle_timeout_ms: heartbeat_ms * 3,
                             max_frame_bytes: 1 << 20,
+                            http_port: u32::from(http_port),
                         }))
                     }
                     Some(Req::Ping(p)) => {
@@ -211,7 +269,21 @@ async fn serve(
                                 });
                                 None
                             }
+                            "alice" | "bob" => {
+                                let id = if name == "alice" { 1 } else { 2 };
+                                reply(Resp::Profile(pb::Profile { user: Some(messaging::user_by_id(id)) }))
+                            }
                             _ => reply(Resp::Profile(pb::Profile { user: Some(user(3, &name)) })),
+                        }
+                    }
+                    Some(Req::GetProfile(pb::GetProfile { who: Some(pb::get_profile::Who::UserId(id)) })) => {
+                        reply(Resp::Profile(pb::Profile { user: Some(messaging::user_by_id(id)) }))
+                    }
+                    Some(body) if messaging::handles(&body) => {
+                        match messaging::answer(&stats, &control_tx, body) {
+                            messaging::Answer::Reply(body) => reply(*body),
+                            messaging::Answer::Error(code) => error(code),
+                            messaging::Answer::Hangup => return,
                         }
                     }
                     Some(Req::ListFriends(_)) => reply(Resp::FriendList(pb::FriendList {

@@ -87,7 +87,10 @@ mod tests {
     fn parses_bearer_tokens() {
         let hex = "ab".repeat(32);
         assert_eq!(bearer_token(&format!("Bearer {hex}")).map(|t| t.len()), Some(32));
-        assert_eq!(bearer_token(&format!("bearer  {hex} ")).map(|t| t.len()), Some(32));
+        assert_eq!(
+            bearer_token(&format!("bearer  {hex} ")).map(|t| t.len()),
+            Some(32)
+        );
         assert!(bearer_token(&format!("Basic {hex}")).is_none());
         assert!(bearer_token("Bearer abcd").is_none());
         assert!(bearer_token("Bearer").is_none());

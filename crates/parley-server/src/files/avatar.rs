@@ -55,7 +55,10 @@ pub async fn set(State(files): State<Arc<Files>>, auth: Authed, body: Body) -> R
 /// `DELETE /v1/me/avatar`.
 pub async fn clear(State(files): State<Arc<Files>>, auth: Authed) -> Result<Response, ApiError> {
     files.ctx.store.set_avatar(auth.user_id, None).await?;
-    Ok(json(StatusCode::OK, &serde_json::json!({ "avatar_file_id": null })))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "avatar_file_id": null }),
+    ))
 }
 
 /// `GET /v1/users/{id}/avatar`: the thumbnail of that user's avatar.

@@ -20,7 +20,9 @@ use axum::body::Body;
 use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore as _, ObjectStoreExt as _};
+use object_store::{
+    GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore as _, ObjectStoreExt as _,
+};
 use object_store::{PutMode, PutOptions, PutPayload};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::sync::OnceCell;
@@ -125,7 +127,10 @@ impl Blobs {
     /// already (the same bytes were stored before), the temp file is simply removed.
     pub async fn adopt(&self, upload_id: i64, sha: &Sha256) -> Result<(), ApiError> {
         let store = self.store().await?;
-        match store.rename_if_not_exists(&tmp_object(upload_id), &blob_path(sha)).await {
+        match store
+            .rename_if_not_exists(&tmp_object(upload_id), &blob_path(sha))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if is_already_exists(&e) => {
                 remove_quietly(self.tmp_file(upload_id)).await;
@@ -165,7 +170,11 @@ impl Blobs {
             range: Some(GetRange::Bounded(range)),
             ..GetOptions::default()
         };
-        self.store().await?.get_opts(&blob_path(sha), opts).await.map_err(missing)
+        self.store()
+            .await?
+            .get_opts(&blob_path(sha), opts)
+            .await
+            .map_err(missing)
     }
 
     /// The cached image facts of `sha`: outer `None` when not probed yet, inner `None` when
@@ -187,8 +196,10 @@ impl Blobs {
     }
 
     /// Caches the image facts of `sha` (see [`Blobs::image_info`]).
-    pub async fn set_image_info(&self, sha: &Sha256, image: Option<&ImageFacts>) -> Result<(), ApiError> {
-        let info = InfoFile { image: image.cloned() };
+    pub async fn set_image_info(&self, sha: &Sha256, image: &ImageFacts) -> Result<(), ApiError> {
+        let info = InfoFile {
+            image: Some(image.clone()),
+        };
         let json = serde_json::to_vec(&info).map_err(|e| ApiError::internal("encoding image info", &e))?;
         self.store()
             .await?
@@ -224,7 +235,10 @@ pub async fn stream_body(result: GetResult) -> Result<Body, ApiError> {
             let mut file = tokio::fs::File::from_std(file);
             file.seek(std::io::SeekFrom::Start(range.start)).await?;
             let reader = file.take(range.end.saturating_sub(range.start));
-            Ok(Body::from_stream(ReaderStream::with_capacity(reader, STREAM_CHUNK)))
+            Ok(Body::from_stream(ReaderStream::with_capacity(
+                reader,
+                STREAM_CHUNK,
+            )))
         }
         GetResultPayload::Stream(stream) => Ok(Body::from_stream(stream)),
     }

@@ -56,7 +56,9 @@ pub enum RangeRequest {
 /// Malformed headers, other units and multiple ranges are ignored (whole body), as the RFC
 /// allows.
 pub fn parse_range(value: Option<&str>, size: u64) -> RangeRequest {
-    let Some(value) = value else { return RangeRequest::Full };
+    let Some(value) = value else {
+        return RangeRequest::Full;
+    };
     let Some((unit, spec)) = value.trim().split_once('=') else {
         return RangeRequest::Full;
     };
@@ -84,7 +86,9 @@ pub fn parse_range(value: Option<&str>, size: u64) -> RangeRequest {
             },
         },
         (false, open) => {
-            let Some(start) = num(first) else { return RangeRequest::Full };
+            let Some(start) = num(first) else {
+                return RangeRequest::Full;
+            };
             let end = if open {
                 u64::MAX
             } else {
@@ -140,8 +144,14 @@ fn common_headers(resp: &mut Response, etag: &str) {
     if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; sandbox"),
@@ -193,18 +203,23 @@ pub async fn file(
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if status == StatusCode::PARTIAL_CONTENT
-        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len.saturating_sub(1)))
+        && let Ok(v) =
+            HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len.saturating_sub(1)))
     {
         h.insert(header::CONTENT_RANGE, v);
     }
     if inline {
         h.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_str(&row.mime).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
+            HeaderValue::from_str(&row.mime)
+                .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
         );
         h.insert(header::CONTENT_DISPOSITION, disposition("inline", &row.name));
     } else {
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
         h.insert(header::CONTENT_DISPOSITION, disposition("attachment", &row.name));
     }
     metrics::counter!("parley_file_downloads_total").increment(1);
@@ -223,7 +238,11 @@ pub async fn thumbnail(
 }
 
 /// The thumbnail of `row` (404 when it has none).
-pub async fn serve_thumbnail(files: &Files, row: &FileRow, headers: &HeaderMap) -> Result<Response, ApiError> {
+pub async fn serve_thumbnail(
+    files: &Files,
+    row: &FileRow,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let thumb = row
         .thumb_sha256
         .as_deref()
@@ -254,7 +273,12 @@ async fn readable_file(files: &Files, auth: Authed, raw_id: &str) -> Result<File
     if !files.ctx.store.can_read_file(auth.user_id, id).await? {
         return Err(ApiError::not_found("file"));
     }
-    files.ctx.store.file(id).await?.ok_or_else(|| ApiError::not_found("file"))
+    files
+        .ctx
+        .store
+        .file(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("file"))
 }
 
 fn row_sha(row: &FileRow) -> Result<blobs::Sha256, ApiError> {
@@ -301,13 +325,19 @@ mod tests {
     #[test]
     fn content_disposition_is_encoded() {
         let v = disposition("attachment", "naïve \"q\";.txt");
-        assert_eq!(v.to_str().unwrap(), "attachment; filename*=UTF-8''na%C3%AFve%20%22q%22%3B.txt");
+        assert_eq!(
+            v.to_str().unwrap(),
+            "attachment; filename*=UTF-8''na%C3%AFve%20%22q%22%3B.txt"
+        );
     }
 
     #[test]
     fn if_none_match() {
         let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"abc\""),
+        );
         assert!(not_modified(&h, "\"abc\""));
         assert!(!not_modified(&h, "\"abd\""));
     }

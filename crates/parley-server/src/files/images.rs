@@ -189,7 +189,8 @@ mod tests {
     fn transparent_thumbnails_are_png() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t");
-        let img = image::RgbaImage::from_fn(10, 10, |x, _| image::Rgba([1, 2, 3, if x < 5 { 0 } else { 255 }]));
+        let img =
+            image::RgbaImage::from_fn(10, 10, |x, _| image::Rgba([1, 2, 3, if x < 5 { 0 } else { 255 }]));
         img.save_with_format(&path, ImageFormat::Png).unwrap();
         let probed = probe(&path).unwrap().unwrap();
         assert_eq!(thumbnail_mime(&probed.thumbnail), "image/png");

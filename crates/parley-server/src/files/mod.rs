@@ -24,7 +24,7 @@ pub mod download;
 pub mod images;
 pub mod upload;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ use axum::routing::{get, post, put};
 use parley_store::{FileRow, StoreError};
 use serde::Serialize;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::http::HttpState;
 use crate::limits::KeyedLimiter;
@@ -52,7 +53,7 @@ pub struct Files {
     /// Content-addressed blob storage and the upload temp directory.
     pub blobs: blobs::Blobs,
     /// Uploads with a chunk being written right now (one writer per upload).
-    busy: Mutex<HashSet<i64>>,
+    writers: Mutex<HashMap<i64, Writer>>,
     /// Bounds concurrent image decoding.
     decode_slots: Semaphore,
     /// Upload creations per user.
@@ -66,32 +67,94 @@ impl Files {
         Files {
             ctx,
             blobs,
-            busy: Mutex::new(HashSet::new()),
+            writers: Mutex::new(HashMap::new()),
             decode_slots: Semaphore::new(DECODE_SLOTS),
             creations: KeyedLimiter::new(UPLOADS_PER_HOUR, Duration::from_secs(3600)),
         }
     }
 
-    /// Marks `upload_id` busy until the returned guard drops; `None` if it already is.
-    fn lock_upload(self: &Arc<Self>, upload_id: i64) -> Option<UploadGuard> {
-        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        busy.insert(upload_id).then(|| UploadGuard {
+    /// Becomes the one writer of `upload_id`. A writer still busy with an earlier chunk is
+    /// told to give up (its client has most likely reconnected and is resuming; the stale
+    /// request has not advanced `received`, so nothing is lost), and this waits until it has.
+    async fn lock_upload(self: &Arc<Self>, upload_id: i64) -> UploadGuard {
+        let cancel = CancellationToken::new();
+        let lock = {
+            let mut writers = self.writers.lock().unwrap_or_else(PoisonError::into_inner);
+            let writer = writers.entry(upload_id).or_insert_with(|| Writer {
+                lock: Arc::new(tokio::sync::Mutex::new(())),
+                cancel: CancellationToken::new(),
+                users: 0,
+            });
+            // Tell the current writer (and anyone queued before us) to give up.
+            writer.cancel.cancel();
+            writer.cancel = cancel.clone();
+            writer.users += 1;
+            writer.lock.clone()
+        };
+        // Built before waiting, so a request dropped while queued still signs out.
+        let mut guard = UploadGuard {
             files: self.clone(),
             upload_id,
+            cancel,
+            held: None,
+        };
+        guard.held = Some(lock.lock_owned().await);
+        guard
+    }
+
+    /// Like [`Files::lock_upload`] but only if nobody is writing `upload_id` (for the janitor).
+    fn try_lock_idle(self: &Arc<Self>, upload_id: i64) -> Option<UploadGuard> {
+        let mut writers = self.writers.lock().unwrap_or_else(PoisonError::into_inner);
+        if writers.contains_key(&upload_id) {
+            return None;
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let held = lock.clone().try_lock_owned().ok()?;
+        let cancel = CancellationToken::new();
+        writers.insert(
+            upload_id,
+            Writer {
+                lock,
+                cancel: cancel.clone(),
+                users: 1,
+            },
+        );
+        Some(UploadGuard {
+            files: self.clone(),
+            upload_id,
+            cancel,
+            held: Some(held),
         })
     }
 }
 
-/// Holds one upload's write lock (see [`Files::lock_upload`]).
+/// The writers of one upload: the lock they queue on, the newest one's cancel signal, and
+/// how many hold or wait (the entry goes when that reaches 0).
+struct Writer {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    cancel: CancellationToken,
+    users: usize,
+}
+
+/// One upload's write lock (see [`Files::lock_upload`]); `cancel` fires when a newer
+/// request for the same upload wants it.
 struct UploadGuard {
     files: Arc<Files>,
     upload_id: i64,
+    cancel: CancellationToken,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Drop for UploadGuard {
     fn drop(&mut self) {
-        let mut busy = self.files.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        busy.remove(&self.upload_id);
+        self.held.take();
+        let mut writers = self.files.writers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(writer) = writers.get_mut(&self.upload_id) {
+            writer.users = writer.users.saturating_sub(1);
+            if writer.users == 0 {
+                writers.remove(&self.upload_id);
+            }
+        }
     }
 }
 
@@ -122,7 +185,7 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable explanation.
     pub message: String,
-    /// For `offset_mismatch` and `upload_busy`: the bytes the server holds.
+    /// For `offset_mismatch`: the bytes the server holds.
     pub received: Option<i64>,
     /// For `rate_limited`: seconds to wait (`Retry-After`).
     pub retry_after: Option<u64>,
@@ -154,7 +217,11 @@ impl ApiError {
     pub fn internal(what: &str, error: &dyn std::fmt::Display) -> Self {
         metrics::counter!("parley_file_errors_total").increment(1);
         tracing::error!(error = %error, "{what}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        )
     }
 }
 
@@ -265,11 +332,19 @@ pub fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
 }
 
 /// Reads a small JSON request body (at most `limit` bytes).
-pub async fn read_json<T: serde::de::DeserializeOwned>(body: axum::body::Body, limit: usize) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "request body too large"))?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad("bad_request", format!("invalid JSON body: {e}")))
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "request body too large",
+        )
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad("bad_request", format!("invalid JSON body: {e}")))
 }
 
 /// Runs blocking work on the blocking pool; a panicked task is an internal error.

@@ -104,8 +104,13 @@ pub fn clean_mime(raw: Option<&str>) -> Result<String, ApiError> {
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
     };
     match raw.split_once('/') {
-        Some((ty, sub)) if raw.len() <= MAX_MIME_BYTES && token(ty) && token(sub) => Ok(raw.to_ascii_lowercase()),
-        _ => Err(ApiError::bad("bad_mime", "mime must be a media type like image/png")),
+        Some((ty, sub)) if raw.len() <= MAX_MIME_BYTES && token(ty) && token(sub) => {
+            Ok(raw.to_ascii_lowercase())
+        }
+        _ => Err(ApiError::bad(
+            "bad_mime",
+            "mime must be a media type like image/png",
+        )),
     }
 }
 
@@ -148,10 +153,15 @@ pub async fn create(State(files): State<Arc<Files>>, auth: Authed, body: Body) -
         }
     };
     let sha = parse_sha(&req.sha256)?;
-    let name = clean_name(&req.name).ok_or_else(|| ApiError::bad("bad_name", "name is empty after cleaning"))?;
+    let name =
+        clean_name(&req.name).ok_or_else(|| ApiError::bad("bad_name", "name is empty after cleaning"))?;
     let mime = clean_mime(req.mime.as_deref())?;
     if let Err(wait) = files.creations.take(&auth.user_id, Instant::now()) {
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many uploads; retry later");
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many uploads; retry later",
+        );
         e.retry_after = Some(wait.as_secs().max(1));
         return Err(e);
     }
@@ -162,7 +172,10 @@ pub async fn create(State(files): State<Arc<Files>>, auth: Authed, body: Body) -
         let src = files.blobs.local_file(&sha).await?;
         let file = make_file(&files, auth.user_id, &sha, size, name, mime, src, now).await?;
         metrics::counter!("parley_uploads_deduplicated_total").increment(1);
-        return Ok(json(StatusCode::OK, &serde_json::json!({ "file": FileJson::from(&file) })));
+        return Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "file": FileJson::from(&file) }),
+        ));
     }
 
     let id = store.next_id();
@@ -263,7 +276,12 @@ pub async fn append(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .filter(|o| *o >= 0)
-        .ok_or_else(|| ApiError::bad("bad_offset", "Upload-Offset header with a byte offset is required"))?;
+        .ok_or_else(|| {
+            ApiError::bad(
+                "bad_offset",
+                "Upload-Offset header with a byte offset is required",
+            )
+        })?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -273,15 +291,7 @@ pub async fn append(
     }
 
     let upload = own_upload(&files, auth, &id).await?;
-    let Some(_guard) = files.lock_upload(upload.id) else {
-        let mut e = ApiError::new(
-            StatusCode::CONFLICT,
-            "upload_busy",
-            "another chunk of this upload is being written",
-        );
-        e.received = Some(upload.received);
-        return Err(e);
-    };
+    let guard = files.lock_upload(upload.id).await;
     // Re-read under the lock: a chunk that just finished may have moved it.
     let upload = own_upload(&files, auth, &id).await?;
     if offset != upload.received {
@@ -307,9 +317,18 @@ pub async fn append(
         let mut written: u64 = 0;
         let mut stream = body.into_data_stream();
         loop {
-            let next = tokio::time::timeout(BODY_IDLE, stream.next())
-                .await
-                .map_err(|_| ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "chunk body stalled"))?;
+            let next = tokio::select! {
+                _ = guard.cancel.cancelled() => {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "superseded",
+                        "a newer request for this upload took over",
+                    ));
+                }
+                next = tokio::time::timeout(BODY_IDLE, stream.next()) => next.map_err(|_| {
+                    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "chunk body stalled")
+                })?,
+            };
             let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|_| ApiError::bad("incomplete_body", "the chunk body was cut off"))?;
             written += chunk.len() as u64;
@@ -372,7 +391,11 @@ async fn body_has_bytes(body: Body) -> Result<bool, ApiError> {
 /// Opens the temp file positioned at `received`, dropping bytes past it that a failed chunk
 /// may have left. `None` when fewer bytes than `received` survive (the upload was rewound to
 /// what is there; the client must resume from the new `received`).
-async fn open_tmp(files: &Files, upload: &UploadRow, tmp: &PathBuf) -> Result<Option<tokio::fs::File>, ApiError> {
+async fn open_tmp(
+    files: &Files,
+    upload: &UploadRow,
+    tmp: &PathBuf,
+) -> Result<Option<tokio::fs::File>, ApiError> {
     let received = u64::try_from(upload.received).unwrap_or(0);
     let mut file = match tokio::fs::OpenOptions::new().write(true).open(tmp).await {
         Ok(file) => file,
@@ -389,7 +412,12 @@ async fn open_tmp(files: &Files, upload: &UploadRow, tmp: &PathBuf) -> Result<Op
     };
     let have = file.metadata().await?.len();
     if have < received {
-        tracing::warn!(upload = upload.id, have, received, "upload temp file shorter than recorded; rewinding");
+        tracing::warn!(
+            upload = upload.id,
+            have,
+            received,
+            "upload temp file shorter than recorded; rewinding"
+        );
         let have = i64::try_from(have).unwrap_or(0);
         files
             .ctx
@@ -444,9 +472,18 @@ async fn finish(files: &Arc<Files>, upload: &UploadRow) -> Result<FileRow, ApiEr
         let (digest, len) = blocking(move || hash_file(&path, size)).await??;
         if len < size {
             // Bytes recorded as durable are gone: rewind so the client resends them.
-            tracing::warn!(upload = upload.id, len, size, "upload temp file shorter than recorded; rewinding");
+            tracing::warn!(
+                upload = upload.id,
+                len,
+                size,
+                "upload temp file shorter than recorded; rewinding"
+            );
             let have = i64::try_from(len).unwrap_or(0);
-            files.ctx.store.advance_upload(upload.id, upload.received, have, now).await?;
+            files
+                .ctx
+                .store
+                .advance_upload(upload.id, upload.received, have, now)
+                .await?;
             return Err(offset_mismatch(have));
         }
         if digest != sha {
@@ -458,20 +495,24 @@ async fn finish(files: &Arc<Files>, upload: &UploadRow) -> Result<FileRow, ApiEr
                 "the received bytes do not match the announced sha256; the upload was discarded",
             ));
         }
-        if images::looks_like_image(&mime, &name) {
-            if let Err(e) = image_facts(files, &sha, tmp.clone()).await {
-                if e.code == "invalid_image" {
-                    discard(files, upload.id).await?;
-                    metrics::counter!("parley_uploads_refused_total", "why" => "invalid_image").increment(1);
-                }
-                return Err(e);
+        if images::looks_like_image(&mime, &name)
+            && let Err(e) = image_facts(files, &sha, tmp.clone()).await
+        {
+            if e.code == "invalid_image" {
+                discard(files, upload.id).await?;
+                metrics::counter!("parley_uploads_refused_total", "why" => "invalid_image").increment(1);
             }
+            return Err(e);
         }
         files.blobs.adopt(upload.id, &sha).await?;
     } else if files.blobs.size(&sha).await? != Some(size) {
         // Neither temp file nor blob: the bytes are lost; start over.
         tracing::warn!(upload = upload.id, "upload temp file missing; rewinding to 0");
-        files.ctx.store.advance_upload(upload.id, upload.received, 0, now).await?;
+        files
+            .ctx
+            .store
+            .advance_upload(upload.id, upload.received, 0, now)
+            .await?;
         return Err(offset_mismatch(0));
     }
     // Else: an earlier finish stored the blob and was interrupted before the file row.
@@ -498,14 +539,15 @@ async fn image_facts(files: &Arc<Files>, sha: &blobs::Sha256, src: PathBuf) -> R
     match blocking(move || images::probe(&src)).await?? {
         Ok(probed) => {
             let thumb_sha = parse_sha(&probed.facts.thumb_sha256)?;
-            files.blobs.put_if_absent(&thumb_sha, probed.thumbnail.into()).await?;
-            files.blobs.set_image_info(sha, Some(&probed.facts)).await?;
+            files
+                .blobs
+                .put_if_absent(&thumb_sha, probed.thumbnail.into())
+                .await?;
+            files.blobs.set_image_info(sha, &probed.facts).await?;
             Ok(probed.facts)
         }
-        Err(reason) => {
-            files.blobs.set_image_info(sha, None).await?;
-            Err(invalid_image(&reason))
-        }
+        // Not cached: refused content is not stored, so it leaves nothing behind.
+        Err(reason) => Err(invalid_image(&reason)),
     }
 }
 
@@ -576,7 +618,9 @@ async fn sweep(files: &Arc<Files>) -> Result<(), ApiError> {
         let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<i64>().ok()) else {
             continue;
         };
-        let Some(_guard) = files.lock_upload(id) else { continue };
+        let Some(_guard) = files.try_lock_idle(id) else {
+            continue;
+        };
         match files.ctx.store.upload(id).await? {
             Some(u) if now.saturating_sub(u.updated_at) > abandoned_ms => {
                 discard(files, id).await?;
@@ -606,7 +650,10 @@ mod tests {
     #[test]
     fn names_never_carry_paths() {
         assert_eq!(clean_name("../../etc/passwd").as_deref(), Some("passwd"));
-        assert_eq!(clean_name("C:\\Users\\me\\photo.png").as_deref(), Some("photo.png"));
+        assert_eq!(
+            clean_name("C:\\Users\\me\\photo.png").as_deref(),
+            Some("photo.png")
+        );
         assert_eq!(clean_name("a\u{0}b\nc.txt").as_deref(), Some("abc.txt"));
         assert_eq!(clean_name("evil\u{202e}gpj.exe").as_deref(), Some("evilgpj.exe"));
         assert_eq!(clean_name("dir/"), None);

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use parley_proto::pb::{self, ErrorCode, server_frame::Body as Resp};
 use parley_store::{SessionRow, StoreError};
 use rand::RngCore as _;
@@ -109,7 +109,10 @@ pub(super) async fn register(ctx: &Ctx, conn: &mut Conn, r: pb::Register) -> Rep
 
 pub(super) async fn login(ctx: &Ctx, conn: &mut Conn, r: pb::Login) -> Reply {
     if conn.auth.is_some() {
-        return Err(fail(ErrorCode::InvalidArgument, "already logged in on this connection"));
+        return Err(fail(
+            ErrorCode::InvalidArgument,
+            "already logged in on this connection",
+        ));
     }
     let now = Instant::now();
     let account = r.username.trim().to_ascii_lowercase();
@@ -138,17 +141,25 @@ pub(super) async fn login(ctx: &Ctx, conn: &mut Conn, r: pb::Login) -> Reply {
         id: ctx.store.next_id(),
         user_id: user.id,
         token_hash: token_hash(&token),
-        device_name: if device.is_empty() { "unnamed device".into() } else { device },
+        device_name: if device.is_empty() {
+            "unnamed device".into()
+        } else {
+            device
+        },
         address: conn.peer.to_string(),
         created_at: t,
         last_used_at: t,
         revoked_at: None,
     };
     db("create_session", ctx.store.create_session(&session)).await?;
-    attach(ctx, conn, Auth {
-        user_id: user.id,
-        session_id: session.id,
-    })
+    attach(
+        ctx,
+        conn,
+        Auth {
+            user_id: user.id,
+            session_id: session.id,
+        },
+    )
     .await;
     tracing::info!(user = user.id, session = session.id, "logged in");
     Ok(Resp::LoggedIn(pb::LoggedIn {
@@ -160,30 +171,49 @@ pub(super) async fn login(ctx: &Ctx, conn: &mut Conn, r: pb::Login) -> Reply {
 
 pub(super) async fn resume(ctx: &Ctx, conn: &mut Conn, r: pb::Resume) -> Reply {
     if conn.auth.is_some() {
-        return Err(fail(ErrorCode::InvalidArgument, "already logged in on this connection"));
+        return Err(fail(
+            ErrorCode::InvalidArgument,
+            "already logged in on this connection",
+        ));
     }
-    let invalid = || fail(ErrorCode::SessionInvalid, "session expired or revoked; log in again");
+    let invalid = || {
+        fail(
+            ErrorCode::SessionInvalid,
+            "session expired or revoked; log in again",
+        )
+    };
     let token = hex::decode(r.token.trim()).map_err(|_| invalid())?;
     if token.len() != 32 {
         return Err(invalid());
     }
-    let session = db("session_by_token", ctx.store.session_by_token_hash(&token_hash(&token)))
-        .await?
-        .ok_or_else(invalid)?;
+    let session = db(
+        "session_by_token",
+        ctx.store.session_by_token_hash(&token_hash(&token)),
+    )
+    .await?
+    .ok_or_else(invalid)?;
     let t = now_ms();
     let expiry = i64::try_from(ctx.cfg.session_expiry.as_millis()).unwrap_or(i64::MAX);
     if t.saturating_sub(session.last_used_at) > expiry {
-        db("revoke_session", ctx.store.revoke_session(session.user_id, session.id, t)).await?;
+        db(
+            "revoke_session",
+            ctx.store.revoke_session(session.user_id, session.id, t),
+        )
+        .await?;
         return Err(invalid());
     }
     let user = db("user_by_id", ctx.store.user_by_id(session.user_id))
         .await?
         .ok_or_else(invalid)?;
     db("touch_session", ctx.store.touch_session(session.id, t)).await?;
-    attach(ctx, conn, Auth {
-        user_id: user.id,
-        session_id: session.id,
-    })
+    attach(
+        ctx,
+        conn,
+        Auth {
+            user_id: user.id,
+            session_id: session.id,
+        },
+    )
     .await;
     Ok(Resp::LoggedIn(pb::LoggedIn {
         user: Some(user_pb(&user)),
@@ -215,7 +245,11 @@ pub(super) async fn detach(ctx: &Ctx, conn: &Conn, auth: Auth) {
 
 pub(super) async fn logout(ctx: &Ctx, conn: &mut Conn) -> Reply {
     let auth = conn.require_auth()?;
-    db("revoke_session", ctx.store.revoke_session(auth.user_id, auth.session_id, now_ms())).await?;
+    db(
+        "revoke_session",
+        ctx.store.revoke_session(auth.user_id, auth.session_id, now_ms()),
+    )
+    .await?;
     conn.auth = None;
     detach(ctx, conn, auth).await;
     Ok(Resp::Ok(pb::Ok {}))
@@ -244,10 +278,16 @@ fn revoked_event(session_id: i64) -> pb::ServerFrame {
 
 pub(super) async fn revoke_session(ctx: &Ctx, conn: &mut Conn, r: pb::RevokeSession) -> Reply {
     let auth = conn.require_auth()?;
-    if !db("revoke_session", ctx.store.revoke_session(auth.user_id, r.session_id, now_ms())).await? {
+    if !db(
+        "revoke_session",
+        ctx.store.revoke_session(auth.user_id, r.session_id, now_ms()),
+    )
+    .await?
+    {
         return Err(fail(ErrorCode::NotFound, "no such session"));
     }
-    ctx.hub.end_session(auth.user_id, r.session_id, &revoked_event(r.session_id));
+    ctx.hub
+        .end_session(auth.user_id, r.session_id, &revoked_event(r.session_id));
     Ok(Resp::Ok(pb::Ok {}))
 }
 
@@ -261,20 +301,30 @@ pub(super) async fn change_password(ctx: &Ctx, conn: &mut Conn, r: pb::ChangePas
     let user = db("user_by_id", ctx.store.user_by_id(auth.user_id))
         .await?
         .ok_or_else(|| fail(ErrorCode::SessionInvalid, "account no longer exists"))?;
-    if !ctx.hasher.verify(&r.old_password, Some(&user.password_hash)).await? {
+    if !ctx
+        .hasher
+        .verify(&r.old_password, Some(&user.password_hash))
+        .await?
+    {
         let _ = ctx.login_by_account.take(&key, now);
         return Err(fail(ErrorCode::WrongCredentials, "current password is wrong"));
     }
     validate::password(&r.new_password)?;
     let hash = ctx.hasher.hash(&r.new_password).await?;
-    db("set_password_hash", ctx.store.set_password_hash(auth.user_id, &hash)).await?;
+    db(
+        "set_password_hash",
+        ctx.store.set_password_hash(auth.user_id, &hash),
+    )
+    .await?;
     let revoked = db(
         "revoke_other_sessions",
-        ctx.store.revoke_other_sessions(auth.user_id, auth.session_id, now_ms()),
+        ctx.store
+            .revoke_other_sessions(auth.user_id, auth.session_id, now_ms()),
     )
     .await?;
     for session_id in revoked {
-        ctx.hub.end_session(auth.user_id, session_id, &revoked_event(session_id));
+        ctx.hub
+            .end_session(auth.user_id, session_id, &revoked_event(session_id));
     }
     Ok(Resp::Ok(pb::Ok {}))
 }
@@ -297,7 +347,11 @@ pub(super) async fn get_profile(ctx: &Ctx, conn: &mut Conn, r: pb::GetProfile) -
 
 pub(super) async fn update_profile(ctx: &Ctx, conn: &mut Conn, r: pb::UpdateProfile) -> Reply {
     let auth = conn.require_auth()?;
-    let display = r.display_name.as_deref().map(validate::display_name).transpose()?;
+    let display = r
+        .display_name
+        .as_deref()
+        .map(validate::display_name)
+        .transpose()?;
     let status = r
         .status_line
         .as_deref()

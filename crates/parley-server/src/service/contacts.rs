@@ -85,28 +85,33 @@ pub(super) async fn send_request(ctx: &Ctx, conn: &mut Conn, r: pb::SendFriendRe
         return Err(fail(ErrorCode::AlreadyExists, "you are already friends"));
     }
     if db("is_blocked", ctx.store.is_blocked(me, r.user_id)).await? {
-        return Err(fail(ErrorCode::Forbidden, "you blocked this user; unblock them first"));
+        return Err(fail(
+            ErrorCode::Forbidden,
+            "you blocked this user; unblock them first",
+        ));
     }
     if db("is_blocked", ctx.store.is_blocked(r.user_id, me)).await? {
         // Silently dropped: the sender must not learn they are blocked.
         return ok();
     }
     // They already asked us: asking back is agreeing.
-    if let Some(theirs) = db("pending_request", ctx.store.pending_request(r.user_id, me)).await? {
-        if db("accept_friend_request", ctx.store.accept_friend_request(theirs.id, now_ms()))
-            .await?
-            .is_some()
-        {
-            let answered = pb::ServerFrame::event(Ev::FriendRequestAnswered(pb::FriendRequestAnswered {
-                request_id: theirs.id,
-                accepted: true,
-            }));
-            if let Some(bytes) = ctx.hub.encode(&answered) {
-                ctx.hub.push_encoded(&[me, r.user_id], &bytes);
-            }
-            announce_friendship(ctx, me, r.user_id).await?;
-            return ok();
+    if let Some(theirs) = db("pending_request", ctx.store.pending_request(r.user_id, me)).await?
+        && db(
+            "accept_friend_request",
+            ctx.store.accept_friend_request(theirs.id, now_ms()),
+        )
+        .await?
+        .is_some()
+    {
+        let answered = pb::ServerFrame::event(Ev::FriendRequestAnswered(pb::FriendRequestAnswered {
+            request_id: theirs.id,
+            accepted: true,
+        }));
+        if let Some(bytes) = ctx.hub.encode(&answered) {
+            ctx.hub.push_encoded(&[me, r.user_id], &bytes);
         }
+        announce_friendship(ctx, me, r.user_id).await?;
+        return ok();
     }
     let row = db(
         "create_friend_request",
@@ -147,7 +152,11 @@ pub(super) async fn list_requests(ctx: &Ctx, conn: &mut Conn) -> Reply {
     }))
 }
 
-async fn pending_request(ctx: &Ctx, id: i64, check: impl Fn(&FriendRequestRow) -> bool) -> Result<FriendRequestRow, Fail> {
+async fn pending_request(
+    ctx: &Ctx,
+    id: i64,
+    check: impl Fn(&FriendRequestRow) -> bool,
+) -> Result<FriendRequestRow, Fail> {
     match db("friend_request", ctx.store.friend_request(id)).await? {
         Some(r) if r.status == RequestStatus::Pending && check(&r) => Ok(r),
         _ => Err(fail(ErrorCode::NotFound, "no such pending friend request")),
@@ -158,13 +167,17 @@ pub(super) async fn answer_request(ctx: &Ctx, conn: &mut Conn, r: pb::AnswerFrie
     let me = conn.require_auth()?.user_id;
     let req = pending_request(ctx, r.request_id, |q| q.to_user == me).await?;
     let done = if r.accept {
-        db("accept_friend_request", ctx.store.accept_friend_request(req.id, now_ms()))
-            .await?
-            .is_some()
+        db(
+            "accept_friend_request",
+            ctx.store.accept_friend_request(req.id, now_ms()),
+        )
+        .await?
+        .is_some()
     } else {
         db(
             "close_friend_request",
-            ctx.store.close_friend_request(req.id, RequestStatus::Declined, now_ms()),
+            ctx.store
+                .close_friend_request(req.id, RequestStatus::Declined, now_ms()),
         )
         .await?
     };
@@ -189,7 +202,8 @@ pub(super) async fn cancel_request(ctx: &Ctx, conn: &mut Conn, r: pb::CancelFrie
     let req = pending_request(ctx, r.request_id, |q| q.from_user == me).await?;
     if !db(
         "close_friend_request",
-        ctx.store.close_friend_request(req.id, RequestStatus::Cancelled, now_ms()),
+        ctx.store
+            .close_friend_request(req.id, RequestStatus::Cancelled, now_ms()),
     )
     .await?
     {
@@ -211,8 +225,10 @@ pub(super) async fn remove_friend(ctx: &Ctx, conn: &mut Conn, r: pb::RemoveFrien
     }
     ctx.convs.invalidate_pair(me, r.user_id);
     for (who, gone) in [(me, r.user_id), (r.user_id, me)] {
-        ctx.hub
-            .push(who, &pb::ServerFrame::event(Ev::FriendRemoved(pb::FriendRemoved { user_id: gone })));
+        ctx.hub.push(
+            who,
+            &pb::ServerFrame::event(Ev::FriendRemoved(pb::FriendRemoved { user_id: gone })),
+        );
     }
     ok()
 }
@@ -283,7 +299,10 @@ pub(super) async fn list_blocked(ctx: &Ctx, conn: &mut Conn) -> Reply {
 /// Friends of `user_id` that should see its presence and profile: online, not blocked by it.
 async fn audience(ctx: &Ctx, user_id: i64) -> Result<Vec<i64>, Fail> {
     let friends = db("friends", ctx.store.friends(user_id)).await?;
-    let blocked: HashSet<i64> = db("blocked", ctx.store.blocked(user_id)).await?.into_iter().collect();
+    let blocked: HashSet<i64> = db("blocked", ctx.store.blocked(user_id))
+        .await?
+        .into_iter()
+        .collect();
     Ok(friends
         .into_iter()
         .map(|f| f.friend_id)
@@ -292,7 +311,11 @@ async fn audience(ctx: &Ctx, user_id: i64) -> Result<Vec<i64>, Fail> {
 }
 
 /// Pushes `frame` to the user's own devices and to the friends who may see it.
-pub(super) async fn notify_friends_and_self(ctx: &Ctx, user_id: i64, frame: &pb::ServerFrame) -> Result<(), Fail> {
+pub(super) async fn notify_friends_and_self(
+    ctx: &Ctx,
+    user_id: i64,
+    frame: &pb::ServerFrame,
+) -> Result<(), Fail> {
     let mut targets = audience(ctx, user_id).await?;
     targets.push(user_id);
     if let Some(bytes) = ctx.hub.encode(frame) {

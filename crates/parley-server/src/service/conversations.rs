@@ -29,9 +29,16 @@ fn kind_pb(k: ConvKind) -> pb::ConversationKind {
 }
 
 /// The conversation as `viewer` sees it; `member` is the viewer's row when known.
-async fn conversation_pb(ctx: &Ctx, conv: &ConversationRow, viewer: i64, member: Option<&MemberRow>) -> Result<pb::Conversation, Fail> {
+async fn conversation_pb(
+    ctx: &Ctx,
+    conv: &ConversationRow,
+    viewer: i64,
+    member: Option<&MemberRow>,
+) -> Result<pb::Conversation, Fail> {
     let members = db("members", ctx.store.members(conv.id)).await?;
-    let me = member.cloned().or_else(|| members.iter().find(|m| m.user_id == viewer).cloned());
+    let me = member
+        .cloned()
+        .or_else(|| members.iter().find(|m| m.user_id == viewer).cloned());
     let peer = (conv.kind == ConvKind::Direct)
         .then(|| members.iter().find(|m| m.user_id != viewer))
         .flatten();
@@ -68,7 +75,8 @@ async fn announce(ctx: &Ctx, conv_id: i64) -> Result<(), Fail> {
     for m in db("members", ctx.store.members(conv_id)).await? {
         if ctx.hub.is_online(m.user_id) {
             let view = conversation_pb(ctx, &conv, m.user_id, Some(&m)).await?;
-            ctx.hub.push(m.user_id, &pb::ServerFrame::event(Ev::ConversationUpdated(view)));
+            ctx.hub
+                .push(m.user_id, &pb::ServerFrame::event(Ev::ConversationUpdated(view)));
         }
     }
     Ok(())
@@ -77,8 +85,12 @@ async fn announce(ctx: &Ctx, conv_id: i64) -> Result<(), Fail> {
 /// The caller's membership of a group, or NOT_FOUND (never revealing groups one is not in).
 async fn group_member(ctx: &Ctx, conv_id: i64, user_id: i64) -> Result<(ConversationRow, MemberRow), Fail> {
     let not_found = || fail(ErrorCode::NotFound, "no such conversation");
-    let conv = db("conversation", ctx.store.conversation(conv_id)).await?.ok_or_else(not_found)?;
-    let me = db("member", ctx.store.member(conv_id, user_id)).await?.ok_or_else(not_found)?;
+    let conv = db("conversation", ctx.store.conversation(conv_id))
+        .await?
+        .ok_or_else(not_found)?;
+    let me = db("member", ctx.store.member(conv_id, user_id))
+        .await?
+        .ok_or_else(not_found)?;
     if conv.kind != ConvKind::Group {
         return Err(fail(ErrorCode::InvalidArgument, "not a group conversation"));
     }
@@ -125,18 +137,36 @@ pub(super) async fn create_group(ctx: &Ctx, conn: &mut Conn, r: pb::CreateGroup)
     let members: Vec<i64> = distinct(&r.member_ids).into_iter().filter(|u| *u != me).collect();
     let limit = ctx.cfg.group_member_limit;
     if members.len() + 1 > limit as usize {
-        return Err(fail(ErrorCode::InvalidArgument, format!("a group holds at most {limit} members")));
+        return Err(fail(
+            ErrorCode::InvalidArgument,
+            format!("a group holds at most {limit} members"),
+        ));
     }
     require_friends(ctx, me, &members).await?;
     let conv = db(
         "create_group",
-        ctx.store
-            .create_group(me, &name, &members, i32::try_from(limit).unwrap_or(i32::MAX), now_ms()),
+        ctx.store.create_group(
+            me,
+            &name,
+            &members,
+            i32::try_from(limit).unwrap_or(i32::MAX),
+            now_ms(),
+        ),
     )
     .await?;
-    system_notice(ctx, conv.id, me, pb::system_notice::Kind::Created, &members, &name).await?;
+    system_notice(
+        ctx,
+        conv.id,
+        me,
+        pb::system_notice::Kind::Created,
+        &members,
+        &name,
+    )
+    .await?;
     announce(ctx, conv.id).await?;
-    let conv = db("conversation", ctx.store.conversation(conv.id)).await?.unwrap_or(conv);
+    let conv = db("conversation", ctx.store.conversation(conv.id))
+        .await?
+        .unwrap_or(conv);
     Ok(Resp::Conversation(conversation_pb(ctx, &conv, me, None).await?))
 }
 
@@ -161,7 +191,13 @@ pub(super) async fn invite(ctx: &Ctx, conn: &mut Conn, r: pb::InviteMembers) -> 
 }
 
 /// Removes `user_id` after posting `kind` about it; tells them and the rest.
-async fn remove(ctx: &Ctx, conv: &ConversationRow, actor: i64, user_id: i64, kind: pb::system_notice::Kind) -> Result<(), Fail> {
+async fn remove(
+    ctx: &Ctx,
+    conv: &ConversationRow,
+    actor: i64,
+    user_id: i64,
+    kind: pb::system_notice::Kind,
+) -> Result<(), Fail> {
     system_notice(ctx, conv.id, actor, kind, &[user_id], "").await?;
     db("remove_member", ctx.store.remove_member(conv.id, user_id)).await?;
     ctx.convs.invalidate(conv.id);
@@ -175,7 +211,9 @@ async fn remove(ctx: &Ctx, conv: &ConversationRow, actor: i64, user_id: i64, kin
     }
     ctx.hub.push(
         user_id,
-        &pb::ServerFrame::event(Ev::ConversationRemoved(pb::ConversationRemoved { conv_id: conv.id })),
+        &pb::ServerFrame::event(Ev::ConversationRemoved(pb::ConversationRemoved {
+            conv_id: conv.id,
+        })),
     );
     announce(ctx, conv.id).await
 }
@@ -205,10 +243,17 @@ pub(super) async fn rename(ctx: &Ctx, conn: &mut Conn, r: pb::RenameGroup) -> Re
     let me = conn.require_auth()?.user_id;
     let (_, mine) = group_member(ctx, r.conv_id, me).await?;
     if mine.role == Role::Member {
-        return Err(fail(ErrorCode::Forbidden, "only the owner or an admin may rename the group"));
+        return Err(fail(
+            ErrorCode::Forbidden,
+            "only the owner or an admin may rename the group",
+        ));
     }
     let name = group_name(&r.name)?;
-    db("rename_conversation", ctx.store.rename_conversation(r.conv_id, &name)).await?;
+    db(
+        "rename_conversation",
+        ctx.store.rename_conversation(r.conv_id, &name),
+    )
+    .await?;
     system_notice(ctx, r.conv_id, me, pb::system_notice::Kind::Renamed, &[], &name).await?;
     announce(ctx, r.conv_id).await?;
     Ok(Resp::Ok(pb::Ok {}))
@@ -241,7 +286,11 @@ pub(super) async fn list(ctx: &Ctx, conn: &mut Conn) -> Reply {
     }
     // Most recent activity first, as every chat app lists them.
     conversations.sort_by_key(|c| {
-        std::cmp::Reverse(c.last_message.as_ref().map_or(c.created_at_ms, |m| m.created_at_ms))
+        std::cmp::Reverse(
+            c.last_message
+                .as_ref()
+                .map_or(c.created_at_ms, |m| m.created_at_ms),
+        )
     });
     Ok(Resp::ConversationList(pb::ConversationList { conversations }))
 }

@@ -150,7 +150,10 @@ fn client_id(raw: &str) -> Result<String, Fail> {
 fn text_body(ctx: &Ctx, text: &str, required: bool) -> Result<String, Fail> {
     let max = ctx.cfg.max_text_bytes;
     if text.len() > max {
-        return Err(fail(ErrorCode::InvalidArgument, format!("text is limited to {max} bytes")));
+        return Err(fail(
+            ErrorCode::InvalidArgument,
+            format!("text is limited to {max} bytes"),
+        ));
     }
     if required && text.trim().is_empty() {
         return Err(fail(ErrorCode::InvalidArgument, "message text must not be empty"));
@@ -172,7 +175,12 @@ async fn submit(ctx: &Ctx, conn: &Conn, request_id: u64, msg: NewMessage) -> Res
         .map_err(|_| fail(ErrorCode::ShuttingDown, "server is shutting down"))
 }
 
-pub(super) async fn send(ctx: &Ctx, conn: &mut Conn, request_id: u64, r: pb::SendMessage) -> Result<(), Fail> {
+pub(super) async fn send(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    request_id: u64,
+    r: pb::SendMessage,
+) -> Result<(), Fail> {
     let me = conn.require_auth()?.user_id;
     let client_msg_id = client_id(&r.client_msg_id)?;
     let info = membership(ctx, r.conv_id, me).await?;
@@ -198,7 +206,12 @@ pub(super) async fn send(ctx: &Ctx, conn: &mut Conn, request_id: u64, r: pb::Sen
             db("grant_file", ctx.store.grant_file(file.id, r.conv_id)).await?;
             (text_body(ctx, &r.text, false)?, Some(file.id))
         }
-        _ => return Err(fail(ErrorCode::InvalidArgument, "this kind of message cannot be sent directly")),
+        _ => {
+            return Err(fail(
+                ErrorCode::InvalidArgument,
+                "this kind of message cannot be sent directly",
+            ));
+        }
     };
     let msg = NewMessage {
         conv_id: r.conv_id,
@@ -218,12 +231,17 @@ pub(super) async fn sync(ctx: &Ctx, conn: &mut Conn, r: pb::SyncMessages) -> Rep
     let limit = page(r.limit, 200);
     let (rows, through) = db(
         "messages_after",
-        ctx.store.messages_after(r.conv_id, me, r.after_seq.max(0), limit + 1),
+        ctx.store
+            .messages_after(r.conv_id, me, r.after_seq.max(0), limit + 1),
     )
     .await?;
     let has_more = rows.len() > limit as usize;
     let rows = &rows[..rows.len().min(limit as usize)];
-    let through_seq = if has_more { rows.last().map_or(through, |m| m.seq) } else { through };
+    let through_seq = if has_more {
+        rows.last().map_or(through, |m| m.seq)
+    } else {
+        through
+    };
     let mut messages = Vec::with_capacity(rows.len());
     for row in rows {
         messages.push(message_pb(ctx, row).await);
@@ -306,7 +324,10 @@ async fn own_message(ctx: &Ctx, conv_id: i64, seq: i64, me: i64) -> Result<Messa
         pb::MessageKind::Text | pb::MessageKind::Image | pb::MessageKind::File | pb::MessageKind::VoiceNote
     );
     if row.sender_id != me || !changeable {
-        return Err(fail(ErrorCode::Forbidden, "you can only change your own messages"));
+        return Err(fail(
+            ErrorCode::Forbidden,
+            "you can only change your own messages",
+        ));
     }
     if row.recalled_at.is_some() {
         return Err(fail(ErrorCode::InvalidArgument, "that message was recalled"));
@@ -315,7 +336,15 @@ async fn own_message(ctx: &Ctx, conv_id: i64, seq: i64, me: i64) -> Result<Messa
 }
 
 /// Posts an EDIT/RECALL message and waits for its commit.
-async fn post_effect(ctx: &Ctx, conv_id: i64, me: i64, client_msg_id: String, kind: pb::MessageKind, body: String, effect: Effect) -> Reply {
+async fn post_effect(
+    ctx: &Ctx,
+    conv_id: i64,
+    me: i64,
+    client_msg_id: String,
+    kind: pb::MessageKind,
+    body: String,
+    effect: Effect,
+) -> Reply {
     let msg = NewMessage {
         conv_id,
         sender_id: me,
@@ -338,11 +367,23 @@ pub(super) async fn recall(ctx: &Ctx, conn: &mut Conn, r: pb::RecallMessage) -> 
     may_post(ctx, &info, me).await?;
     let row = own_message(ctx, r.conv_id, r.seq, me).await?;
     if now_ms().saturating_sub(row.created_at) > RECALL_WINDOW_MS {
-        return Err(fail(ErrorCode::Forbidden, "messages can only be recalled within 2 minutes"));
+        return Err(fail(
+            ErrorCode::Forbidden,
+            "messages can only be recalled within 2 minutes",
+        ));
     }
     // One recall per message: a retried recall is a duplicate, not a second notice.
     let id = format!("recall-{}", r.seq);
-    post_effect(ctx, r.conv_id, me, id, pb::MessageKind::Recall, String::new(), Effect::Recall { target_seq: r.seq }).await
+    post_effect(
+        ctx,
+        r.conv_id,
+        me,
+        id,
+        pb::MessageKind::Recall,
+        String::new(),
+        Effect::Recall { target_seq: r.seq },
+    )
+    .await
 }
 
 pub(super) async fn edit(ctx: &Ctx, conn: &mut Conn, r: pb::EditMessage) -> Reply {
@@ -351,7 +392,10 @@ pub(super) async fn edit(ctx: &Ctx, conn: &mut Conn, r: pb::EditMessage) -> Repl
     may_post(ctx, &info, me).await?;
     let row = own_message(ctx, r.conv_id, r.seq, me).await?;
     if row.kind != pb::MessageKind::Text as i32 {
-        return Err(fail(ErrorCode::InvalidArgument, "only text messages can be edited"));
+        return Err(fail(
+            ErrorCode::InvalidArgument,
+            "only text messages can be edited",
+        ));
     }
     let text = text_body(ctx, &r.text, true)?;
     let id = if r.client_msg_id.is_empty() {
@@ -366,7 +410,10 @@ pub(super) async fn edit(ctx: &Ctx, conn: &mut Conn, r: pb::EditMessage) -> Repl
         id,
         pb::MessageKind::Edit,
         text.clone(),
-        Effect::Edit { target_seq: r.seq, text },
+        Effect::Edit {
+            target_seq: r.seq,
+            text,
+        },
     )
     .await
 }
@@ -375,9 +422,16 @@ pub(super) async fn delete_for_me(ctx: &Ctx, conn: &mut Conn, r: pb::DeleteForMe
     let me = conn.require_auth()?.user_id;
     membership(ctx, r.conv_id, me).await?;
     if r.seqs.is_empty() || r.seqs.len() > MAX_PAGE as usize {
-        return Err(fail(ErrorCode::InvalidArgument, format!("give 1 to {MAX_PAGE} messages")));
+        return Err(fail(
+            ErrorCode::InvalidArgument,
+            format!("give 1 to {MAX_PAGE} messages"),
+        ));
     }
-    db("hide_messages", ctx.store.hide_messages(me, r.conv_id, &r.seqs, now_ms())).await?;
+    db(
+        "hide_messages",
+        ctx.store.hide_messages(me, r.conv_id, &r.seqs, now_ms()),
+    )
+    .await?;
     ctx.hub.push(
         me,
         &pb::ServerFrame::event(Ev::MessagesHidden(pb::MessagesHidden {
@@ -408,7 +462,11 @@ pub(super) async fn search(ctx: &Ctx, conn: &mut Conn, r: pb::SearchMessages) ->
             .map_err(|_| fail(ErrorCode::InvalidArgument, "invalid cursor"))?
     };
     let limit = page(r.limit, 20).min(100);
-    let rows = db("search_messages", ctx.store.search_messages(me, conv, &query, before, limit)).await?;
+    let rows = db(
+        "search_messages",
+        ctx.store.search_messages(me, conv, &query, before, limit),
+    )
+    .await?;
     let next_cursor = match rows.last() {
         Some(last) if rows.len() == limit as usize => last.id.to_string(),
         _ => String::new(),
@@ -417,5 +475,8 @@ pub(super) async fn search(ctx: &Ctx, conn: &mut Conn, r: pb::SearchMessages) ->
     for row in &rows {
         messages.push(message_pb(ctx, row).await);
     }
-    Ok(Resp::SearchResults(pb::SearchResults { messages, next_cursor }))
+    Ok(Resp::SearchResults(pb::SearchResults {
+        messages,
+        next_cursor,
+    }))
 }

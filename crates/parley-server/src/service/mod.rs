@@ -114,7 +114,8 @@ impl Conn {
     }
 
     fn require_auth(&self) -> Result<Auth, Fail> {
-        self.auth.ok_or_else(|| fail(ErrorCode::Unauthenticated, "log in first"))
+        self.auth
+            .ok_or_else(|| fail(ErrorCode::Unauthenticated, "log in first"))
     }
 }
 
@@ -154,7 +155,10 @@ type Reply = Result<Resp, Fail>;
 
 /// Runs a storage call (which records its own latency), mapping failures to typed errors.
 /// `op` names the call in traces.
-pub(crate) async fn db<T>(op: &'static str, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, Fail> {
+pub(crate) async fn db<T>(
+    op: &'static str,
+    f: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, Fail> {
     f.await.map_err(|e| {
         tracing::debug!(op, "storage call failed");
         Fail::from(e)
@@ -242,10 +246,17 @@ async fn route(ctx: &Ctx, conn: &mut Conn, req: Req) -> Reply {
 /// Queues a message for the group-commit writer; its ack reaches the connection
 /// after the commit, so the connection goes on reading meanwhile (pipelining).
 /// `Err` is an immediate refusal to send back for `request_id`.
-pub async fn send_message(ctx: &Ctx, conn: &mut Conn, request_id: u64, r: pb::SendMessage) -> Result<(), pb::Error> {
+pub async fn send_message(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    request_id: u64,
+    r: pb::SendMessage,
+) -> Result<(), pb::Error> {
     let name = "send_message";
     metrics::counter!("parley_requests_total", "kind" => name).increment(1);
-    let out = messages::send(ctx, conn, request_id, r).await.map_err(|Fail(e)| e);
+    let out = messages::send(ctx, conn, request_id, r)
+        .await
+        .map_err(|Fail(e)| e);
     if let Err(e) = &out {
         metrics::counter!("parley_request_errors_total", "kind" => name, "code" => e.kind().as_str_name())
             .increment(1);

@@ -3,6 +3,8 @@
 //! that verify it by pinned certificate, and raw TLS sockets for bad input.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,7 +40,10 @@ impl TestServer {
     }
 
     pub fn client_config(&self) -> ClientConfig {
-        let mut cfg = ClientConfig::new(self.handle.client_addr.to_string(), Trust::Pinned(self.fingerprint()));
+        let mut cfg = ClientConfig::new(
+            self.handle.client_addr.to_string(),
+            Trust::Pinned(self.fingerprint()),
+        );
         cfg.server_name = "localhost".into();
         cfg.backoff_initial = Duration::from_millis(50);
         cfg.backoff_max = Duration::from_millis(500);
@@ -52,7 +57,9 @@ impl TestServer {
     /// Registers `name` (password `password-<name>`) and returns a logged-in client.
     pub async fn user(&self, name: &str) -> (Client, pb::User) {
         let c = self.client().await;
-        c.register(name, &format!("{name} display"), &password(name)).await.expect("register");
+        c.register(name, &format!("{name} display"), &password(name))
+            .await
+            .expect("register");
         let li = c.login(name, &password(name)).await.expect("login");
         (c, li.user.expect("user"))
     }
@@ -174,7 +181,12 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -183,11 +195,18 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
