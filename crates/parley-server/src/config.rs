@@ -81,6 +81,9 @@ pub struct Args {
     /// Largest file or image upload, in bytes.
     #[arg(long, env = "PARLEY_MAX_FILE_BYTES")]
     pub max_file_bytes: Option<u64>,
+    /// Uploads one user may start per hour.
+    #[arg(long, env = "PARLEY_UPLOADS_PER_HOUR")]
+    pub uploads_per_hour: Option<u32>,
     /// Largest single upload chunk (one HTTP request body), in bytes.
     #[arg(long, env = "PARLEY_MAX_CHUNK_BYTES")]
     pub max_chunk_bytes: Option<usize>,
@@ -131,6 +134,7 @@ pub struct FileConfig {
     friend_requests_per_hour: Option<u32>,
     max_file_bytes: Option<u64>,
     max_chunk_bytes: Option<usize>,
+    uploads_per_hour: Option<u32>,
     files_dir: Option<PathBuf>,
     group_member_limit: Option<u32>,
     max_text_bytes: Option<usize>,
@@ -172,6 +176,7 @@ pub struct Config {
     pub friend_requests_per_hour: u32,
     pub max_file_bytes: u64,
     pub max_chunk_bytes: usize,
+    pub uploads_per_hour: u32,
     /// `None`: `<data_dir>/files`.
     pub files_dir: Option<PathBuf>,
     pub group_member_limit: u32,
@@ -204,6 +209,8 @@ impl Default for Config {
             friend_requests_per_hour: 60,
             max_file_bytes: 2 * 1024 * 1024 * 1024,
             max_chunk_bytes: 8 * 1024 * 1024,
+            // A flood guard, well above any real use.
+            uploads_per_hour: 3_600,
             files_dir: None,
             group_member_limit: 500,
             max_text_bytes: 16 * 1024,
@@ -310,6 +317,10 @@ impl Config {
                 .max_chunk_bytes
                 .or(file.max_chunk_bytes)
                 .unwrap_or(d.max_chunk_bytes),
+            uploads_per_hour: args
+                .uploads_per_hour
+                .or(file.uploads_per_hour)
+                .unwrap_or(d.uploads_per_hour),
             files_dir: args.files_dir.or(file.files_dir),
             group_member_limit: args
                 .group_member_limit

@@ -354,8 +354,10 @@ async fn images_dedup_and_hostile_names() {
         file_id(&r);
         assert_eq!(blob_count(&server), 3);
         let (bob, _) = api(&server, "bob").await;
+        // Knowing the hash is not owning the file: Bob has to send the bytes himself.
         let r = bob.start_upload(&data, "bobs.bin", "").await;
-        file_id(&r);
+        assert_eq!(r.status, 201, "no shortcut for someone who cannot read the file");
+        file_id(&bob.upload(&data, "bobs.bin", "", CHUNK_MAX).await);
         assert_eq!(
             blob_count(&server),
             3,

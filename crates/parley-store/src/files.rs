@@ -221,6 +221,29 @@ impl Store {
         Ok(hit)
     }
 
+    /// True when `user_id` may already read some file with these exact bytes: only
+    /// then may an upload skip sending them (knowing a hash is not owning the file).
+    pub async fn can_read_content(&self, user_id: i64, sha256: &[u8], size: i64) -> Result<bool> {
+        let hit = db!(self, read, "can_read_content", |db| sqlx::query(
+            "SELECT 1 FROM files WHERE sha256 = ? AND size = ? AND uploader_id = ? \
+             UNION ALL \
+             SELECT 1 FROM files f JOIN file_grants g ON g.file_id = f.id \
+             JOIN conversation_members m ON m.conv_id = g.conv_id \
+             WHERE f.sha256 = ? AND f.size = ? AND m.user_id = ? \
+             LIMIT 1"
+        )
+        .bind(sha256)
+        .bind(size)
+        .bind(user_id)
+        .bind(sha256)
+        .bind(size)
+        .bind(user_id)
+        .fetch_optional(db)
+        .await
+        .map(|row| row.is_some()))?;
+        Ok(hit)
+    }
+
     /// Sets (or with `None` clears) the user's avatar image.
     pub async fn set_avatar(&self, user_id: i64, file_id: Option<i64>) -> Result<()> {
         db!(self, write, "set_avatar", |db| sqlx::query(

@@ -41,8 +41,6 @@ use crate::http::HttpState;
 use crate::limits::KeyedLimiter;
 use crate::service::Ctx;
 
-/// Upload sessions one user may start per hour (a flood guard; well above any real use).
-pub const UPLOADS_PER_HOUR: u32 = 3_600;
 /// Image decodes (hashing aside, the most memory-hungry work here) allowed at once.
 const DECODE_SLOTS: usize = 2;
 
@@ -64,12 +62,13 @@ impl Files {
     /// File state over the server context; directories are created lazily on first use.
     pub fn new(ctx: Arc<Ctx>) -> Self {
         let blobs = blobs::Blobs::new(ctx.cfg.files_dir());
+        let creations = KeyedLimiter::new(ctx.cfg.uploads_per_hour, Duration::from_secs(3600));
         Files {
             ctx,
             blobs,
             writers: Mutex::new(HashMap::new()),
             decode_slots: Semaphore::new(DECODE_SLOTS),
-            creations: KeyedLimiter::new(UPLOADS_PER_HOUR, Duration::from_secs(3600)),
+            creations,
         }
     }
 

@@ -168,7 +168,11 @@ pub async fn create(State(files): State<Arc<Files>>, auth: Authed, body: Body) -
     let now = now_ms();
     let store = &files.ctx.store;
 
-    if files.blobs.size(&sha).await? == Some(req.size) {
+    // Skipping the bytes is only for someone who can already read them; anyone else
+    // uploads them (the blob is still stored once).
+    if files.blobs.size(&sha).await? == Some(req.size)
+        && store.can_read_content(auth.user_id, &sha, size).await?
+    {
         let src = files.blobs.local_file(&sha).await?;
         let file = make_file(&files, auth.user_id, &sha, size, name, mime, src, now).await?;
         metrics::counter!("parley_uploads_deduplicated_total").increment(1);
