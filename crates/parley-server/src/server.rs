@@ -67,9 +67,46 @@ impl ServerHandle {
     }
 }
 
+/// Raises the soft open-file limit to the hard limit: every connection is a
+/// descriptor, and the soft default (often 1024) would cap the server long
+/// before memory does. Logs both.
+#[cfg(unix)]
+pub fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if got != 0 {
+        tracing::warn!("cannot read the open-file limit");
+        return;
+    }
+    let (soft, hard) = (lim.rlim_cur, lim.rlim_max);
+    if soft < hard {
+        lim.rlim_cur = hard;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            tracing::warn!(soft, hard, "cannot raise the open-file limit");
+            return;
+        }
+    }
+    tracing::info!(
+        soft_before = soft,
+        soft_now = lim.rlim_cur,
+        hard,
+        "open-file limit"
+    );
+}
+
+/// Open-file limits are not a per-process soft/hard pair here.
+#[cfg(not(unix))]
+pub fn raise_open_file_limit() {}
+
 /// Opens storage, binds the listeners and starts serving.
 pub async fn start(cfg: Config) -> anyhow::Result<ServerHandle> {
     let metrics = crate::metrics::install();
+    raise_open_file_limit();
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let store = Store::connect(
