@@ -57,4 +57,4 @@ pub use error::ClientError;
 pub use event::{ClientEvent, ConnectionState};
 pub use outgoing::{OutgoingMessage, new_client_msg_id};
 pub use parley_proto::pb;
-pub use tls::{ServerIdentity, cert_fingerprint};
+pub use tls::{ServerIdentity, cert_fingerprint, tls_client_config};

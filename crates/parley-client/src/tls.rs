@@ -31,6 +31,14 @@ pub fn cert_fingerprint(der: &[u8]) -> String {
 
 /// A fingerprint as typed by a person (any case, optional colons or spaces)
 /// in canonical form; `None` unless it is 32 bytes of hex.
+/// The rustls settings the SDK uses for `trust` towards `address`, for tools
+/// that speak the protocol by hand (load generators, protocol tests) and must
+/// verify the server exactly as the SDK does. Trust on first use only reads
+/// the known-hosts file here; it never records.
+pub fn tls_client_config(trust: &Trust, address: &str) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    Ok(TrustStore::new(trust, address)?.handshake()?.config)
+}
+
 pub(crate) fn normalize_fingerprint(text: &str) -> Option<String> {
     let hex: String = text
         .chars()

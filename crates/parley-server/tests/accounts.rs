@@ -6,14 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{on_every_database, password, wait_event};
+use common::{code, on_every_database, password, wait_event};
 use parley_client::{Client, ClientError, pb};
-
-fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> pb::ErrorCode {
-    r.expect_err("expected an error")
-        .code()
-        .expect("a server error code")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_rules() {

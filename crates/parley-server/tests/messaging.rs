@@ -8,15 +8,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{TestServer, assert_no_event, on_every_database, wait_event};
+use common::{TestServer, assert_no_event, code, on_every_database, wait_event};
 use parley_client::pb::{self, event::Kind as Ev};
 use parley_client::{Client, OutgoingMessage};
-
-fn code<T: std::fmt::Debug>(r: Result<T, parley_client::ClientError>) -> pb::ErrorCode {
-    r.expect_err("expected an error")
-        .code()
-        .expect("a server error code")
-}
 
 /// Two friends; returns their clients, users and the direct conversation id.
 async fn friends(server: &TestServer, a: &str, b: &str) -> (Client, pb::User, Client, pb::User, i64) {

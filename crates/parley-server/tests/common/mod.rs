@@ -5,13 +5,12 @@
 
 pub mod http;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use parley_client::{Client, ClientConfig, ClientEvent, Trust, pb};
 use parley_server::{Config, ServerHandle, TlsMode};
 use parley_store::testing::{TestDb, test_databases};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 /// How long a test waits for an event that should arrive at once.
@@ -152,77 +151,18 @@ pub async fn assert_no_event(
     }
 }
 
-/// Accepts exactly the certificate with the pinned fingerprint.
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: String,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if parley_server::tls::fingerprint(end_entity) == self.fingerprint {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("certificate fingerprint mismatch".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// A TLS connector that trusts only `fingerprint`.
+/// A TLS connector that trusts only `fingerprint`, verified exactly as the SDK does.
 pub fn pinned_connector(fingerprint: &str) -> tokio_rustls::TlsConnector {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned {
-            fingerprint: fingerprint.to_string(),
-            provider,
-        }))
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    let cfg = parley_client::tls_client_config(&Trust::Pinned(fingerprint.to_string()), "localhost")
+        .expect("valid fingerprint");
+    tokio_rustls::TlsConnector::from(cfg)
+}
+
+/// The typed server error code of a failed SDK call.
+pub fn code<T: std::fmt::Debug>(r: Result<T, parley_client::ClientError>) -> pb::ErrorCode {
+    r.expect_err("expected an error")
+        .code()
+        .expect("a server error code")
 }
 
 /// A raw TLS stream to `addr`, for speaking (or mangling) the protocol by hand.
