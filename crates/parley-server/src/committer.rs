@@ -70,8 +70,34 @@ impl Committer {
     }
 }
 
+/// A committed batch on its way to the members' devices.
+type Committed = (Vec<NewMessage>, Vec<Appended>);
+
 /// The writer loop: runs until shutdown, then commits what is already queued.
+///
+/// Fan-out runs in a second task fed in commit order, so the next transaction
+/// is built and committed while the previous batch is still being pushed (the
+/// two use different cores); per-conversation order is kept because both
+/// stages are FIFO.
 pub async fn run(ctx: Arc<Ctx>, mut queue: CommitQueue, shutdown: CancellationToken) {
+    let (fan_tx, mut fan_rx) = mpsc::channel::<Committed>(4);
+    let fan_ctx = ctx.clone();
+    let fan = tokio::spawn(async move {
+        while let Some((msgs, appended)) = fan_rx.recv().await {
+            fan_out(&fan_ctx, &msgs, &appended).await;
+        }
+    });
+    commit_loop(&ctx, &mut queue, &shutdown, &fan_tx).await;
+    drop(fan_tx);
+    let _ = fan.await;
+}
+
+async fn commit_loop(
+    ctx: &Ctx,
+    queue: &mut CommitQueue,
+    shutdown: &CancellationToken,
+    fan: &mpsc::Sender<Committed>,
+) {
     let max = ctx.cfg.commit_batch;
     let mut jobs: Vec<Job> = Vec::with_capacity(max);
     loop {
@@ -88,12 +114,15 @@ pub async fn run(ctx: Arc<Ctx>, mut queue: CommitQueue, shutdown: CancellationTo
                 Err(_) => break,
             }
         }
-        commit_batch(&ctx, &mut jobs).await;
+        if let Some(done) = commit_batch(ctx, &mut jobs).await {
+            // Only fails when the fan-out task is gone, i.e. at shutdown.
+            let _ = fan.send(done).await;
+        }
         jobs.clear();
     }
 }
 
-async fn commit_batch(ctx: &Ctx, jobs: &mut Vec<Job>) {
+async fn commit_batch(ctx: &Ctx, jobs: &mut Vec<Job>) -> Option<Committed> {
     let (msgs, acks): (Vec<NewMessage>, Vec<AckTo>) = jobs.drain(..).map(|j| (j.msg, j.ack)).unzip();
     metrics::histogram!("parley_commit_batch_size").record(msgs.len() as f64);
     let started = std::time::Instant::now();
@@ -106,7 +135,7 @@ async fn commit_batch(ctx: &Ctx, jobs: &mut Vec<Job>) {
             }
             metrics::counter!("parley_messages_committed_total")
                 .increment(appended.iter().filter(|a| !a.duplicate).count() as u64);
-            fan_out(ctx, &msgs, &appended).await;
+            Some((msgs, appended))
         }
         Err(e) => {
             // Nothing of the batch was committed; each sender gets an error and may retry
@@ -120,6 +149,7 @@ async fn commit_batch(ctx: &Ctx, jobs: &mut Vec<Job>) {
             for (ack, m) in acks.into_iter().zip(&msgs) {
                 acknowledge(ctx, ack, m.conv_id, Err(text.to_string()));
             }
+            None
         }
     }
 }
