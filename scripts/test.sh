@@ -19,4 +19,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-targets "$@"
+echo "== load generator smoke: 1 000 connections, 10 s, no message lost or duplicated"
+cargo build -p parley-server -p parley-bench
+"$CARGO_TARGET_DIR/debug/parley-bench" throughput --smoke --spawn-server > /dev/null
 echo "== all tests passed"
