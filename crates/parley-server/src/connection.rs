@@ -23,6 +23,8 @@ use crate::service::{self, Conn, Ctx};
 
 /// How long a write may block before the reader counts as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most queued frames written with one flush.
+const MAX_COALESCED: usize = 64;
 /// How long a new connection may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,6 +51,33 @@ impl<W: Sink<Bytes, Error = std::io::Error> + Unpin> Writer<W> {
     async fn send_bytes(&mut self, bytes: Bytes) -> Result<(), End> {
         match timeout(WRITE_TIMEOUT, self.sink.send(bytes)).await {
             Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Io),
+            Err(_) => Err(End::SlowReader),
+        }
+    }
+
+    /// Writes `first` and whatever else is already queued with one flush, so a
+    /// burst of events costs one write (and one TLS record) instead of one each.
+    /// Returns true when a queued `Close` asks to end the connection.
+    async fn send_queued(&mut self, first: Bytes, rx: &mut mpsc::Receiver<Outbound>) -> Result<bool, End> {
+        let work = async {
+            self.sink.feed(first).await?;
+            let mut close = false;
+            for _ in 0..MAX_COALESCED {
+                match rx.try_recv() {
+                    Ok(Outbound::Frame(bytes)) => self.sink.feed(bytes).await?,
+                    Ok(Outbound::Close) => {
+                        close = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.sink.flush().await?;
+            Ok::<bool, std::io::Error>(close)
+        };
+        match timeout(WRITE_TIMEOUT, work).await {
+            Ok(Ok(close)) => Ok(close),
             Ok(Err(_)) => Err(End::Io),
             Err(_) => Err(End::SlowReader),
         }
@@ -113,7 +142,7 @@ where
         kill: CancellationToken::new(),
     };
     let end = session_loop(ctx, &mut conn, &mut reader, &mut w, &mut rx, &shutdown).await;
-    service::disconnected(ctx, &mut conn).await;
+    Box::pin(service::disconnected(ctx, &mut conn)).await;
     end
 }
 
@@ -210,11 +239,14 @@ where
                 return End::Shutdown;
             }
             out = rx.recv() => match out {
-                Some(Outbound::Frame(bytes)) => {
-                    if let Err(end) = w.send_bytes(bytes).await {
-                        return end;
+                Some(Outbound::Frame(bytes)) => match w.send_queued(bytes, rx).await {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let _ = w.sink.close().await;
+                        return End::Closed;
                     }
-                }
+                    Err(end) => return end,
+                },
                 Some(Outbound::Close) | None => {
                     let _ = w.sink.close().await;
                     return End::Closed;
@@ -258,11 +290,13 @@ where
         None => pb::ServerFrame::error(id, pb::Error::new(ErrorCode::BadRequest, "unknown request type")),
         Some(Req::Ping(p)) => pb::ServerFrame::reply(id, Resp::Pong(pb::Pong { nonce: p.nonce })),
         // Acked by the group-commit writer once durable; keep reading meanwhile.
-        Some(Req::SendMessage(m)) => match service::send_message(ctx, conn, id, m).await {
+        // Boxed: the handlers' state machines are large, and inlined they would make
+        // every idle connection's future as big as the largest request in flight.
+        Some(Req::SendMessage(m)) => match Box::pin(service::send_message(ctx, conn, id, m)).await {
             Ok(()) => return Ok(()),
             Err(e) => pb::ServerFrame::error(id, e),
         },
-        Some(body) => match service::dispatch(ctx, conn, body).await {
+        Some(body) => match Box::pin(service::dispatch(ctx, conn, body)).await {
             Ok(resp) => pb::ServerFrame::reply(id, resp),
             Err(e) => pb::ServerFrame::error(id, e),
         },
