@@ -7,13 +7,15 @@
 //! * `connections` — many idle logged-in connections (raw protocol, spread
 //!   over 127.0.0.x source addresses and worker processes) and the server's
 //!   memory per connection.
-//! * `typing` — the in-memory path: typing notices fanned out in groups.
+//! * `typing` — the in-memory path: typing notices fanned out in groups,
+//!   against a minimal tokio forwarder over the same framing in the same run.
 //!
 //! Progress goes to stderr once a second; the summary goes to stdout (JSON
 //! with `--json`). See `docs/benchmarks.md` for the commands and figures.
 
 mod baseline;
 mod connections;
+mod forwarder;
 mod raw;
 mod report;
 mod setup;
@@ -49,6 +51,9 @@ enum Command {
     Connections(connections::ConnectionsArgs),
     /// In-memory path: typing notices delivered per second.
     Typing(typing::TypingArgs),
+    /// Internal: the minimal forwarder that `typing` measures as its baseline.
+    #[command(hide = true)]
+    Forwarder(forwarder::ForwarderArgs),
     /// Internal: one worker process of `connections`.
     #[command(hide = true)]
     ConnectionsWorker(connections::WorkerArgs),
@@ -74,6 +79,9 @@ fn main() -> std::process::ExitCode {
             Command::Throughput(args) => throughput::run(args).await,
             Command::Connections(args) => connections::run(args, (soft, hard)).await,
             Command::Typing(args) => typing::run(args).await,
+            Command::Forwarder(args) => forwarder::run(args)
+                .await
+                .map(|()| (serde_json::Value::Null, true)),
             Command::ConnectionsWorker(args) => connections::worker(args)
                 .await
                 .map(|()| (serde_json::Value::Null, true)),

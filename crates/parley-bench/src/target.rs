@@ -158,6 +158,7 @@ impl Target {
             },
             max_connections,
             messages_per_minute: UNLIMITED,
+            typing_per_3s: UNLIMITED,
             registrations_per_hour: UNLIMITED,
             friend_requests_per_hour: UNLIMITED,
             login_failures_per_address: UNLIMITED,
@@ -214,6 +215,7 @@ impl Target {
         .arg(dir.path())
         .args(["--max-connections", &max_connections.to_string()])
         .args(["--messages-per-minute", &unlimited])
+        .args(["--typing-per-3s", &unlimited])
         .args(["--registrations-per-hour", &unlimited])
         .args(["--friend-requests-per-hour", &unlimited])
         .args(["--login-failures-per-address", &unlimited]);

@@ -19,10 +19,12 @@ use crate::service::{Ctx, now_ms};
 
 /// Where the outcome of one message goes.
 pub enum AckTo {
-    /// Queue a `MessageAck` (or an error) for `request_id` on this connection.
+    /// Queue a `MessageAck` (or an error) for `request_id` on this connection,
+    /// in a queue slot reserved when the message was accepted, so a client that
+    /// pipelines many sends is never mistaken for a slow reader by its own acks.
     Connection {
         request_id: u64,
-        tx: mpsc::Sender<Outbound>,
+        slot: mpsc::OwnedPermit<Outbound>,
     },
     /// Hand the result back in-process (system notices, call records).
     Caller(oneshot::Sender<Result<Appended, String>>),
@@ -159,7 +161,7 @@ fn acknowledge(ctx: &Ctx, ack: AckTo, conv_id: i64, result: Result<Appended, Str
         AckTo::Caller(tx) => {
             let _ = tx.send(result);
         }
-        AckTo::Connection { request_id, tx } => {
+        AckTo::Connection { request_id, slot } => {
             let frame = match result {
                 Ok(a) => pb::ServerFrame::reply(
                     request_id,
@@ -176,8 +178,7 @@ fn acknowledge(ctx: &Ctx, ack: AckTo, conv_id: i64, result: Result<Appended, Str
                 }
             };
             if let Some(bytes) = ctx.hub.encode(&frame) {
-                // A full queue: the reader is hopelessly behind; it resends after reconnecting.
-                let _ = tx.try_send(Outbound::Frame(bytes));
+                slot.send(Outbound::Frame(bytes));
             }
         }
     }

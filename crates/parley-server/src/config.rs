@@ -99,6 +99,9 @@ pub struct Args {
     /// Messages one user may send per minute.
     #[arg(long, env = "PARLEY_MESSAGES_PER_MINUTE")]
     pub messages_per_minute: Option<u32>,
+    /// Typing notices one user may send per conversation every 3 seconds.
+    #[arg(long, env = "PARLEY_TYPING_PER_3S")]
+    pub typing_per_3s: Option<u32>,
     /// Most messages committed in one database transaction.
     #[arg(long, env = "PARLEY_COMMIT_BATCH")]
     pub commit_batch: Option<usize>,
@@ -139,6 +142,7 @@ pub struct FileConfig {
     group_member_limit: Option<u32>,
     max_text_bytes: Option<usize>,
     messages_per_minute: Option<u32>,
+    typing_per_3s: Option<u32>,
     commit_batch: Option<usize>,
     node_id: Option<u16>,
     server_name: Option<String>,
@@ -182,6 +186,7 @@ pub struct Config {
     pub group_member_limit: u32,
     pub max_text_bytes: usize,
     pub messages_per_minute: u32,
+    pub typing_per_3s: u32,
     pub commit_batch: usize,
     pub node_id: u16,
     pub server_name: String,
@@ -215,6 +220,8 @@ impl Default for Config {
             group_member_limit: 500,
             max_text_bytes: 16 * 1024,
             messages_per_minute: 600,
+            // A few notices every few seconds is plenty for any UI.
+            typing_per_3s: 3,
             commit_batch: 1024,
             node_id: 0,
             server_name: "parley".into(),
@@ -334,6 +341,10 @@ impl Config {
                 .messages_per_minute
                 .or(file.messages_per_minute)
                 .unwrap_or(d.messages_per_minute),
+            typing_per_3s: args
+                .typing_per_3s
+                .or(file.typing_per_3s)
+                .unwrap_or(d.typing_per_3s),
             commit_batch: args.commit_batch.or(file.commit_batch).unwrap_or(d.commit_batch),
             node_id: args.node_id.or(file.node_id).unwrap_or(d.node_id),
             server_name: args.server_name.or(file.server_name).unwrap_or(d.server_name),
@@ -359,7 +370,10 @@ impl Config {
             "max_frame_bytes must fit in u32"
         );
         anyhow::ensure!(self.max_connections > 0, "max_connections must be positive");
-        anyhow::ensure!(self.outbound_queue > 0, "outbound_queue must be positive");
+        anyhow::ensure!(
+            self.outbound_queue >= 8,
+            "outbound_queue must be at least 8 (half of it is kept free for events)"
+        );
         anyhow::ensure!(self.node_id < 1024, "node_id must be below 1024");
         anyhow::ensure!(self.commit_batch > 0, "commit_batch must be positive");
         anyhow::ensure!(

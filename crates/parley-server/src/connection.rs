@@ -227,6 +227,10 @@ where
     W: Sink<Bytes, Error = std::io::Error> + Unpin,
 {
     let mut deadline = Instant::now() + ctx.cfg.idle_timeout;
+    // Requests are read only while at least half of the outbound queue is free:
+    // every pipelined send holds a slot for its ack until it is written, so a
+    // client cannot overflow its own queue, and the other half stays for events.
+    let read_while_free = ctx.cfg.outbound_queue / 2;
     loop {
         tokio::select! {
             biased;
@@ -252,7 +256,7 @@ where
                     return End::Closed;
                 }
             },
-            frame = reader.next() => match frame {
+            frame = reader.next(), if conn.tx.capacity() > read_while_free => match frame {
                 None => return End::PeerClosed,
                 Some(Err(e)) => return frame_error(w, e).await,
                 Some(Ok(frame)) => {

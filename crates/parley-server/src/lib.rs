@@ -17,6 +17,7 @@ pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod service;
+pub mod stream;
 pub mod tls;
 pub mod validate;
 

@@ -15,12 +15,12 @@ use parley_store::{Store, StoreOptions};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_util::codec::{BytesCodec, FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::service::Ctx;
+use crate::stream::{FrameReader, FrameWriter};
 use crate::{connection, http, tls};
 
 /// How long the TLS handshake of a new connection may take.
@@ -249,9 +249,8 @@ where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    let codec = parley_proto::FrameCodec::<pb::ClientFrame, pb::ServerFrame>::new(ctx.cfg.max_frame_bytes);
-    let reader = FramedRead::new(read, codec);
-    let writer = FramedWrite::new(write, BytesCodec::new());
+    let reader = FrameReader::<_, pb::ClientFrame>::new(read, ctx.cfg.max_frame_bytes);
+    let writer = FrameWriter::new(write);
     connection::serve(ctx, reader, writer, peer, shutdown).await;
 }
 

@@ -162,12 +162,18 @@ fn text_body(ctx: &Ctx, text: &str, required: bool) -> Result<String, Fail> {
 }
 
 async fn submit(ctx: &Ctx, conn: &Conn, request_id: u64, msg: NewMessage) -> Result<(), Fail> {
+    // The connection stops reading while its queue is half full (see
+    // `connection::session_loop`), so a slot is normally free; if events took
+    // it meanwhile, refuse this one message rather than risk dropping its ack.
+    let slot = conn.tx.clone().try_reserve_owned().map_err(|_| {
+        fail(
+            ErrorCode::RateLimited,
+            "too many messages in flight on this connection; retry after the pending acks",
+        )
+    })?;
     let job = Job {
         msg,
-        ack: AckTo::Connection {
-            request_id,
-            tx: conn.tx.clone(),
-        },
+        ack: AckTo::Connection { request_id, slot },
     };
     ctx.committer
         .submit(job)

@@ -53,8 +53,7 @@ impl Ctx {
         let (committer, queue) = Committer::new(cfg.commit_batch * 4);
         let ctx = Ctx {
             messages: KeyedLimiter::new(cfg.messages_per_minute, Duration::from_secs(60)),
-            // A few typing notices per conversation every few seconds is plenty for any UI.
-            typing: KeyedLimiter::new(3, Duration::from_secs(3)),
+            typing: KeyedLimiter::new(cfg.typing_per_3s, Duration::from_secs(3)),
             convs: ConvCache::default(),
             committer,
             http_port,
