@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # Build-time packages. The media and desktop crates add theirs here.
-PACKAGES=(pkg-config cmake libasound2-dev)
+PACKAGES=(pkg-config cmake libasound2-dev libfontconfig1-dev libfreetype-dev libxkbcommon-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,22 @@
+//! Parley's native desktop client: a Slint view over the Parley SDK.
+//!
+//! Layout: the `.slint` files under `ui/` are the view (markup only); `app`
+//! is the controller that wires the view's callbacks to actions; `bridge` is
+//! the one place SDK calls are made (on a tokio runtime, never on the UI
+//! thread); `messages`, `conversations` and `people` are the view-models;
+//! `format`, `images`, `settings`, `notify` and `desktop` are helpers.
+
+slint::include_modules!();
+
+pub mod app;
+pub mod bridge;
+pub mod conversations;
+pub mod desktop;
+pub mod format;
+pub mod images;
+pub mod messages;
+pub mod notify;
+pub mod people;
+pub mod settings;
+
+pub use app::App;
