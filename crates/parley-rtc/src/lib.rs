@@ -1,0 +1,82 @@
+//! Parley's WebRTC transport: moving encoded media between call participants.
+//!
+//! Two halves share one engine, [`str0m`] (sans-IO WebRTC: ICE, DTLS-SRTP, RTCP):
+//!
+//! * [`sfu`] — the server relay. One UDP socket, ICE-lite, many call legs. Media is
+//!   forwarded packet by packet, never decoded, so the relay's cost is per packet, not
+//!   per codec. The routing state ([`sfu::SfuCore`]) takes time and datagrams as inputs;
+//!   a thin tokio loop ([`sfu::Sfu::start`]) owns the socket.
+//! * [`peer`] — the client side of one leg: offer/answer, sending encoded audio, and
+//!   handing every received RTP packet (with its sequence number and arrival time) to
+//!   the jitter buffer.
+//!
+//! Both sides run str0m in RTP mode: the relay must not hold packets back to reorder
+//! them, and the client's jitter buffer wants raw packets, gaps included.
+//!
+//! Codecs are fixed to what Parley speaks: Opus for audio and H.264 for video.
+
+pub mod peer;
+pub mod sfu;
+
+mod limits;
+
+use std::time::Duration;
+
+use str0m::{Rtc, RtcConfig};
+
+/// How often str0m reports transport statistics on each leg.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Largest datagram either side reads. WebRTC stays under the path MTU (~1200 bytes of
+/// payload); anything bigger than this is not ours and is dropped unread.
+pub const MAX_DATAGRAM: usize = 2000;
+
+/// The str0m configuration both sides share, so their codec lists always match.
+fn rtc_config() -> RtcConfig {
+    Rtc::builder()
+        .set_rtp_mode(true)
+        .set_stats_interval(Some(STATS_INTERVAL))
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_h264(true)
+}
+
+/// The m-line an incoming RTP packet belongs to (str0m tracks it per SSRC).
+fn mid_of(rtc: &mut Rtc, packet: &str0m::rtp::RtpPacket) -> Option<str0m::media::Mid> {
+    rtc.direct_api().stream_rx(&packet.header.ssrc).map(|s| s.mid())
+}
+
+/// A first sequence number for a new outgoing stream: random, and below 2^15 so the
+/// stream never starts near a rollover (a non-zero rollover counter would need
+/// out-of-band signalling to the receiver).
+fn first_seq_no() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    // The std hasher is randomly keyed per instance; no RNG crate needed for this.
+    u64::from(RandomState::new().hash_one(std::time::Instant::now()) as u16 & 0x7fff)
+}
+
+/// The kind of media an m-line carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    /// Opus audio, 48 kHz RTP clock.
+    Audio,
+    /// H.264 video, 90 kHz RTP clock.
+    Video,
+}
+
+impl MediaKind {
+    fn from_str0m(kind: str0m::media::MediaKind) -> Self {
+        match kind {
+            str0m::media::MediaKind::Audio => MediaKind::Audio,
+            str0m::media::MediaKind::Video => MediaKind::Video,
+        }
+    }
+
+    /// RTP clock rate in Hz.
+    pub fn clock_rate(self) -> u32 {
+        match self {
+            MediaKind::Audio => 48_000,
+            MediaKind::Video => 90_000,
+        }
+    }
+}
