@@ -77,10 +77,21 @@ impl TestPeer {
 
     /// Audio packets received until `quiet` passes with none, or `limit` are in.
     pub async fn collect_audio(&mut self, limit: usize, quiet: Duration) -> Vec<ReceivedAudio> {
+        collect_audio(&mut self.events, limit, quiet).await
+    }
+}
+
+/// Audio packets from `events` until `quiet` passes with none, or `limit` are in.
+pub async fn collect_audio(
+    events: &mut mpsc::Receiver<PeerEvent>,
+    limit: usize,
+    quiet: Duration,
+) -> Vec<ReceivedAudio> {
+    {
         let mut got = Vec::new();
         let mut deadline = tokio::time::Instant::now() + quiet;
         while got.len() < limit {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
                 Ok(Some(PeerEvent::Audio(a))) => {
                     got.push(a);
                     deadline = tokio::time::Instant::now() + quiet;
