@@ -19,7 +19,7 @@
 //! connection, `driver` runs it (with the pure decisions in `reconnect`),
 //! `delivery` publishes events with the message-ordering rules of
 //! `ordering`, `client` is the handle, and `api`, `conversations`,
-//! `outgoing` and `files` are the typed requests.
+//! `outgoing`, `calls` and `files` are the typed requests.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), parley_client::ClientError> {
@@ -36,6 +36,7 @@
 //! ```
 
 mod api;
+mod calls;
 mod client;
 mod config;
 mod conversations;

@@ -191,5 +191,7 @@ pub(crate) fn response_name(body: &pb::server_frame::Body) -> &'static str {
         B::MessageAck(_) => "MessageAck",
         B::MessageBatch(_) => "MessageBatch",
         B::SearchResults(_) => "SearchResults",
+        B::CallJoined(_) => "CallJoined",
+        B::CallList(_) => "CallList",
     }
 }

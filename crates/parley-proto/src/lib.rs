@@ -115,5 +115,9 @@ pub fn request_name(body: &pb::client_frame::Body) -> &'static str {
         B::EditMessage(_) => "edit_message",
         B::DeleteForMe(_) => "delete_for_me",
         B::SearchMessages(_) => "search_messages",
+        B::StartCall(_) => "start_call",
+        B::AnswerCall(_) => "answer_call",
+        B::HangUp(_) => "hang_up",
+        B::ListCalls(_) => "list_calls",
     }
 }

@@ -111,6 +111,18 @@ pub struct Args {
     /// Name announced in the handshake.
     #[arg(long, env = "PARLEY_SERVER_NAME")]
     pub server_name: Option<String>,
+    /// Milliseconds a call rings before it counts as missed.
+    #[arg(long, env = "PARLEY_CALL_RING_TIMEOUT_MS")]
+    pub call_ring_timeout_ms: Option<u64>,
+    /// Milliseconds a call participant's device may be disconnected before it leaves the call.
+    #[arg(long, env = "PARLEY_CALL_RECONNECT_GRACE_MS")]
+    pub call_reconnect_grace_ms: Option<u64>,
+    /// Most participants of one call (group calls), the caller included.
+    #[arg(long, env = "PARLEY_CALL_MAX_PARTICIPANTS")]
+    pub call_max_participants: Option<usize>,
+    /// Calls one user may start per minute.
+    #[arg(long, env = "PARLEY_CALLS_PER_MINUTE")]
+    pub calls_per_minute: Option<u32>,
 }
 
 /// The TOML file: the same keys as the flags.
@@ -146,6 +158,10 @@ pub struct FileConfig {
     commit_batch: Option<usize>,
     node_id: Option<u16>,
     server_name: Option<String>,
+    call_ring_timeout_ms: Option<u64>,
+    call_reconnect_grace_ms: Option<u64>,
+    call_max_participants: Option<usize>,
+    calls_per_minute: Option<u32>,
 }
 
 /// Where the TLS identity comes from.
@@ -190,6 +206,10 @@ pub struct Config {
     pub commit_batch: usize,
     pub node_id: u16,
     pub server_name: String,
+    pub call_ring_timeout: Duration,
+    pub call_reconnect_grace: Duration,
+    pub call_max_participants: usize,
+    pub calls_per_minute: u32,
 }
 
 impl Default for Config {
@@ -225,6 +245,11 @@ impl Default for Config {
             commit_batch: 1024,
             node_id: 0,
             server_name: "parley".into(),
+            call_ring_timeout: Duration::from_secs(45),
+            // Long enough for a phone to hop networks, short enough that a caller is not left waiting.
+            call_reconnect_grace: Duration::from_secs(15),
+            call_max_participants: 8,
+            calls_per_minute: 30,
         }
     }
 }
@@ -348,6 +373,24 @@ impl Config {
             commit_batch: args.commit_batch.or(file.commit_batch).unwrap_or(d.commit_batch),
             node_id: args.node_id.or(file.node_id).unwrap_or(d.node_id),
             server_name: args.server_name.or(file.server_name).unwrap_or(d.server_name),
+            call_ring_timeout: args
+                .call_ring_timeout_ms
+                .or(file.call_ring_timeout_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(d.call_ring_timeout),
+            call_reconnect_grace: args
+                .call_reconnect_grace_ms
+                .or(file.call_reconnect_grace_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(d.call_reconnect_grace),
+            call_max_participants: args
+                .call_max_participants
+                .or(file.call_max_participants)
+                .unwrap_or(d.call_max_participants),
+            calls_per_minute: args
+                .calls_per_minute
+                .or(file.calls_per_minute)
+                .unwrap_or(d.calls_per_minute),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -376,6 +419,14 @@ impl Config {
         );
         anyhow::ensure!(self.node_id < 1024, "node_id must be below 1024");
         anyhow::ensure!(self.commit_batch > 0, "commit_batch must be positive");
+        anyhow::ensure!(
+            self.call_max_participants >= 2,
+            "call_max_participants must be at least 2"
+        );
+        anyhow::ensure!(
+            !self.call_ring_timeout.is_zero(),
+            "call_ring_timeout_ms must be positive"
+        );
         anyhow::ensure!(
             self.max_chunk_bytes >= 1024,
             "max_chunk_bytes must be at least 1024"

@@ -155,6 +155,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<ServerHandle> {
     tracker.spawn(http::serve(http_listener, acceptor, http_state));
     tracker.spawn(housekeeping(ctx.clone(), shutdown.clone()));
     tracker.spawn(crate::committer::run(ctx.clone(), commit_queue, shutdown.clone()));
+    tracker.spawn(crate::service::calls::run_timers(ctx.clone(), shutdown.clone()));
 
     match &fingerprint {
         Some(fp) => tracing::info!(%client_addr, %http_addr, "listening with TLS; certificate sha256 {fp}"),

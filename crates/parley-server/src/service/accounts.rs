@@ -227,10 +227,12 @@ async fn attach(ctx: &Ctx, conn: &mut Conn, auth: Auth) {
     if ctx.hub.attach(auth.user_id, conn.handle(auth.session_id)) {
         super::contacts::broadcast_presence(ctx, auth.user_id, true, now_ms()).await;
     }
+    super::calls::link_up(ctx, conn, auth).await;
 }
 
 /// Unregisters a logged-in connection; the last one going sets last-seen and tells friends.
 pub(super) async fn detach(ctx: &Ctx, conn: &Conn, auth: Auth) {
+    super::calls::link_down(ctx, conn, auth).await;
     let t = now_ms();
     if let Err(e) = ctx.store.touch_session(auth.session_id, t).await {
         tracing::warn!(error = %e, "could not record session use");

@@ -55,7 +55,13 @@ pub async fn message_pb(ctx: &Ctx, row: &MessageRow) -> pb::Message {
         edited_at_ms: row.edited_at.unwrap_or(0),
         recalled: row.recalled_at.is_some(),
         target_seq: row.target_seq,
+        call: None,
     };
+    if kind == pb::MessageKind::CallRecord {
+        let (record, summary) = super::calls::record_pb(&row.body);
+        msg.call = Some(record);
+        msg.text = summary;
+    }
     if kind == pb::MessageKind::System {
         let notice: StoredNotice = serde_json::from_str(&row.body).unwrap_or_default();
         msg.text.clear();

@@ -6,6 +6,7 @@
 //! plaintext, WebSocket) is irrelevant here.
 
 mod accounts;
+pub mod calls;
 mod contacts;
 mod conversations;
 mod messages;
@@ -42,6 +43,7 @@ pub struct Ctx {
     pub hasher: PasswordHasher,
     pub convs: ConvCache,
     pub committer: Committer,
+    pub calls: calls::Calls,
     /// Port of the HTTP listener, announced in `Welcome`.
     pub http_port: u16,
 }
@@ -56,6 +58,14 @@ impl Ctx {
             typing: KeyedLimiter::new(cfg.typing_per_3s, Duration::from_secs(3)),
             convs: ConvCache::default(),
             committer,
+            calls: calls::Calls::new(
+                parley_call::CallConfig {
+                    ring_timeout: cfg.call_ring_timeout,
+                    reconnect_grace: cfg.call_reconnect_grace,
+                    max_participants: cfg.call_max_participants,
+                },
+                cfg.calls_per_minute,
+            ),
             http_port,
             hub: Hub::new(cfg.max_frame_bytes),
             login_by_account: KeyedLimiter::new(cfg.login_failures_per_account, cfg.login_window),
@@ -83,6 +93,7 @@ impl Ctx {
         self.friend_requests.prune(now);
         self.messages.prune(now);
         self.typing.prune(now);
+        self.calls.prune();
     }
 }
 
@@ -239,6 +250,10 @@ async fn route(ctx: &Ctx, conn: &mut Conn, req: Req) -> Reply {
         Req::EditMessage(r) => messages::edit(ctx, conn, r).await,
         Req::DeleteForMe(r) => messages::delete_for_me(ctx, conn, r).await,
         Req::SearchMessages(r) => messages::search(ctx, conn, r).await,
+        Req::StartCall(r) => calls::start(ctx, conn, r).await,
+        Req::AnswerCall(r) => calls::answer(ctx, conn, r).await,
+        Req::HangUp(r) => calls::hang_up(ctx, conn, r).await,
+        Req::ListCalls(_) => calls::list(ctx, conn).await,
     }
 }
 
