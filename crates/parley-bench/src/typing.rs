@@ -78,7 +78,8 @@ pub async fn run(args: TypingArgs) -> anyhow::Result<(serde_json::Value, bool)> 
         "--plaintext is only for `connections` (the SDK always uses TLS)"
     );
     let users_n = g * groups;
-    let target = Target::start(&args.target, &args.db, users_n + 64).await?;
+    // The SDK clients of the setup may still count while the raw connections open.
+    let target = Target::start(&args.target, &args.db, 2 * users_n + 64).await?;
     eprintln!(
         "server: {} at {}; {groups} groups of {g}",
         target.mode, target.addr

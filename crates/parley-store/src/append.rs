@@ -221,6 +221,10 @@ fn grant_sql(engine: Engine, n: usize) -> String {
 const FTS_INDEX_RANGE: &str = "INSERT INTO messages_fts (rowid, body, name) \
      SELECT m.id, m.body, COALESCE(f.name, '') FROM messages m LEFT JOIN files f ON f.id = m.file_id \
      WHERE m.conv_id = ? AND m.seq BETWEEN ? AND ? AND m.recalled_at IS NULL AND m.kind IN (1, 2, 3)";
+/// SQLite: indexes the messages whose ids follow (an `IN` list is appended).
+const FTS_INDEX_IDS: &str = "INSERT INTO messages_fts (rowid, body, name) \
+     SELECT m.id, m.body, COALESCE(f.name, '') FROM messages m LEFT JOIN files f ON f.id = m.file_id \
+     WHERE m.recalled_at IS NULL AND m.kind IN (1, 2, 3) AND m.id IN";
 /// SQLite: drops one message from the full-text index.
 const FTS_DELETE: &str =
     "DELETE FROM messages_fts WHERE rowid = (SELECT id FROM messages WHERE conv_id = ? AND seq = ?)";
@@ -369,15 +373,16 @@ impl Store {
                 q.execute(&mut *tx).await?;
             }
 
-            // 4b. SQLite full-text index for the new rows (MySQL searches with LIKE).
+            // 4b. SQLite full-text index for the new rows (MySQL searches with LIKE), by id
+            // for the whole batch: one statement per chunk, not one per conversation.
             if engine == Engine::Sqlite {
-                for (conv_id, (first, last)) in &plan.ranges {
-                    sqlx::query(FTS_INDEX_RANGE)
-                        .bind(*conv_id)
-                        .bind(*first)
-                        .bind(*last)
-                        .execute(&mut *tx)
-                        .await?;
+                for chunk in plan.rows.chunks(IN_CHUNK) {
+                    let sql = format!("{FTS_INDEX_IDS} ({})", placeholders(chunk.len()));
+                    let mut q = sqlx::query(AssertSqlSafe(sql));
+                    for row in chunk {
+                        q = q.bind(row.id);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
             }
 
@@ -449,14 +454,24 @@ impl Store {
                 q.execute(&mut *tx).await?;
             }
 
-            // 4e. The new max_seq of each conversation that got messages.
-            for (conv_id, (_, last)) in &plan.ranges {
-                sqlx::query("UPDATE conversations SET max_seq = ?, last_msg_at = ? WHERE id = ?")
-                    .bind(*last)
-                    .bind(now_ms)
-                    .bind(*conv_id)
-                    .execute(&mut *tx)
-                    .await?;
+            // 4e. The new max_seq of each conversation that got messages: one statement per
+            // chunk of conversations (a batch under load spans hundreds of them).
+            let ranges: Vec<(i64, i64)> = plan.ranges.iter().map(|(c, (_, last))| (*c, *last)).collect();
+            for chunk in ranges.chunks(IN_CHUNK) {
+                let sql = format!(
+                    "UPDATE conversations SET max_seq = CASE id {} END, last_msg_at = ? WHERE id IN ({})",
+                    "WHEN ? THEN ? ".repeat(chunk.len()),
+                    placeholders(chunk.len())
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for (conv_id, last) in chunk {
+                    q = q.bind(*conv_id).bind(*last);
+                }
+                q = q.bind(now_ms);
+                for (conv_id, _) in chunk {
+                    q = q.bind(*conv_id);
+                }
+                q.execute(&mut *tx).await?;
             }
 
             tx.commit().await?;
