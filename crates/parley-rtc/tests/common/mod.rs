@@ -123,3 +123,79 @@ pub async fn send_frames(peer: &Peer, sender: u8, count: u32, pacing: Duration) 
         peer.send_audio(frame(sender, i)).expect("frame queued");
     }
 }
+
+/// A UDP hop between one client and the relay that drops and delays the relay's
+/// RTP/RTCP towards the client with a seeded RNG, like a lossy, jittery last mile.
+/// Connection set-up (STUN, DTLS) passes untouched so the test starts the same way
+/// every run; the client's own packets go up unimpaired.
+pub struct ImpairedPath {
+    pub addr: SocketAddr,
+    pub dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ImpairedPath {
+    pub async fn start(relay: SocketAddr, seed: u64, loss: f64, max_delay: Duration) -> ImpairedPath {
+        use rand::{Rng, SeedableRng};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tokio::net::UdpSocket;
+
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let back = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = front.local_addr().expect("addr");
+        let dropped = Arc::new(AtomicU64::new(0));
+        let dropped_count = dropped.clone();
+        tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut client = None;
+            let (mut up, mut down) = (vec![0u8; 2048], vec![0u8; 2048]);
+            loop {
+                tokio::select! {
+                    r = front.recv_from(&mut up) => {
+                        let Ok((n, from)) = r else { return };
+                        client = Some(from);
+                        let _ = back.send_to(&up[..n], relay).await;
+                    }
+                    r = back.recv_from(&mut down) => {
+                        let Ok((n, _)) = r else { return };
+                        let Some(client) = client else { continue };
+                        let datagram = down[..n].to_vec();
+                        let is_rtp = matches!(datagram.first(), Some(128..=191));
+                        if is_rtp && rng.random_bool(loss) {
+                            dropped_count.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        let delay = if is_rtp {
+                            Duration::from_micros(rng.random_range(0..=max_delay.as_micros() as u64))
+                        } else {
+                            Duration::ZERO
+                        };
+                        let front = front.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = front.send_to(&datagram, client).await;
+                        });
+                    }
+                }
+            }
+        });
+        ImpairedPath { addr, dropped }
+    }
+}
+
+/// The relay's answer with its host candidate pointed at `via` instead.
+pub fn route_answer_via(answer: &str, relay: SocketAddr, via: SocketAddr) -> String {
+    let from = format!(" {} {} typ", relay.ip(), relay.port());
+    let to = format!(" {} {} typ", via.ip(), via.port());
+    assert!(answer.contains(&from), "answer names the relay's candidate");
+    answer.replace(&from, &to)
+}
+
+/// The ICE username fragment an SDP blob carries.
+pub fn ice_ufrag(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .expect("SDP has an ICE ufrag")
+        .trim()
+        .to_owned()
+}
