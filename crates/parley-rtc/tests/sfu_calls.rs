@@ -212,3 +212,67 @@ async fn call_and_relay_limits_are_enforced() {
     let stats = sfu.stats().await.expect("relay up");
     assert_eq!((stats.calls, stats.legs), (2, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_reports_connects_and_departures() {
+    use parley_rtc::sfu::{LeaveReason, SfuEvent};
+    let sfu = loopback_sfu(8);
+    let mut events = sfu.subscribe();
+    let mut next = async move || {
+        tokio::time::timeout(CONNECT_TIMEOUT, events.recv())
+            .await
+            .expect("event in time")
+            .expect("event")
+    };
+    let mut a = join(&sfu, 4, 1, 0).await;
+    a.wait_connected().await;
+    assert_eq!(
+        next().await,
+        SfuEvent::Connected {
+            call: 4,
+            participant: 1
+        }
+    );
+    let mut b = join(&sfu, 4, 2, 0).await;
+    b.wait_connected().await;
+    assert_eq!(
+        next().await,
+        SfuEvent::Connected {
+            call: 4,
+            participant: 2
+        }
+    );
+
+    // A client hanging up closes DTLS; the relay drops the leg at once.
+    a.peer.close().await;
+    assert_eq!(
+        next().await,
+        SfuEvent::Left {
+            call: 4,
+            participant: 1,
+            reason: LeaveReason::Disconnected
+        }
+    );
+    assert!(sfu.close_call(4).await.expect("relay up"));
+    assert_eq!(
+        next().await,
+        SfuEvent::Left {
+            call: 4,
+            participant: 2,
+            reason: LeaveReason::CallClosed
+        }
+    );
+    // B hears that the relay closed its leg.
+    let closed = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        while let Some(ev) = b.events.recv().await {
+            if ev == parley_rtc::peer::PeerEvent::State(parley_rtc::peer::ConnectionState::Closed) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("close in time");
+    assert!(closed);
+    assert_eq!(sfu.stats().await.expect("relay up").legs, 0);
+}
