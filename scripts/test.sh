@@ -4,7 +4,8 @@
 # With CI=true the MySQL-backed tests run against the MariaDB at
 # 127.0.0.1:3306 (root, no password, database `test`; override with
 # PARLEY_TEST_MYSQL_URL) and FAIL if it is unreachable. Locally they are
-# skipped with a loud warning when no MariaDB is running.
+# skipped with a loud warning when no MariaDB is running. The same holds for
+# the cluster tests and NATS at 127.0.0.1:4222 (PARLEY_TEST_NATS_URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -123,6 +123,21 @@ pub struct Args {
     /// Calls one user may start per minute.
     #[arg(long, env = "PARLEY_CALLS_PER_MINUTE")]
     pub calls_per_minute: Option<u32>,
+    /// Join a cluster through this NATS server (`nats://host:4222`); unset, the node is alone.
+    #[arg(long, env = "PARLEY_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Name of the cluster: the prefix of its NATS subjects, so clusters can share one NATS.
+    #[arg(long, env = "PARLEY_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// Milliseconds between a node's heartbeats to the others.
+    #[arg(long, env = "PARLEY_CLUSTER_HEARTBEAT_MS")]
+    pub cluster_heartbeat_ms: Option<u64>,
+    /// Milliseconds without a heartbeat after which a node counts as gone and its users offline.
+    #[arg(long, env = "PARLEY_CLUSTER_NODE_TIMEOUT_MS")]
+    pub cluster_node_timeout_ms: Option<u64>,
+    /// Records queued for the other nodes before new ones are dropped (NATS unreachable).
+    #[arg(long, env = "PARLEY_CLUSTER_QUEUE")]
+    pub cluster_queue: Option<usize>,
 }
 
 /// The TOML file: the same keys as the flags.
@@ -162,6 +177,11 @@ pub struct FileConfig {
     call_reconnect_grace_ms: Option<u64>,
     call_max_participants: Option<usize>,
     calls_per_minute: Option<u32>,
+    cluster: Option<String>,
+    cluster_name: Option<String>,
+    cluster_heartbeat_ms: Option<u64>,
+    cluster_node_timeout_ms: Option<u64>,
+    cluster_queue: Option<usize>,
 }
 
 /// Where the TLS identity comes from.
@@ -210,6 +230,12 @@ pub struct Config {
     pub call_reconnect_grace: Duration,
     pub call_max_participants: usize,
     pub calls_per_minute: u32,
+    /// NATS URL of the cluster; `None`: a single node, everything in-process.
+    pub cluster: Option<String>,
+    pub cluster_name: String,
+    pub cluster_heartbeat: Duration,
+    pub cluster_node_timeout: Duration,
+    pub cluster_queue: usize,
 }
 
 impl Default for Config {
@@ -250,6 +276,11 @@ impl Default for Config {
             call_reconnect_grace: Duration::from_secs(15),
             call_max_participants: 8,
             calls_per_minute: 30,
+            cluster: None,
+            cluster_name: "parley".into(),
+            cluster_heartbeat: Duration::from_secs(1),
+            cluster_node_timeout: Duration::from_secs(5),
+            cluster_queue: 65_536,
         }
     }
 }
@@ -391,6 +422,22 @@ impl Config {
                 .calls_per_minute
                 .or(file.calls_per_minute)
                 .unwrap_or(d.calls_per_minute),
+            cluster: args.cluster.or(file.cluster),
+            cluster_name: args.cluster_name.or(file.cluster_name).unwrap_or(d.cluster_name),
+            cluster_heartbeat: args
+                .cluster_heartbeat_ms
+                .or(file.cluster_heartbeat_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(d.cluster_heartbeat),
+            cluster_node_timeout: args
+                .cluster_node_timeout_ms
+                .or(file.cluster_node_timeout_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(d.cluster_node_timeout),
+            cluster_queue: args
+                .cluster_queue
+                .or(file.cluster_queue)
+                .unwrap_or(d.cluster_queue),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -439,6 +486,28 @@ impl Config {
             self.idle_timeout > self.heartbeat,
             "idle timeout must be longer than the heartbeat interval"
         );
+        anyhow::ensure!(
+            !self.cluster_name.is_empty()
+                && self.cluster_name.len() <= 64
+                && self
+                    .cluster_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "cluster_name must be 1-64 of A-Z a-z 0-9 _ - (it becomes a NATS subject token)"
+        );
+        anyhow::ensure!(
+            self.cluster_heartbeat >= Duration::from_millis(10),
+            "cluster_heartbeat_ms must be at least 10"
+        );
+        anyhow::ensure!(
+            self.cluster_node_timeout >= self.cluster_heartbeat * 2,
+            "cluster_node_timeout_ms must be at least twice cluster_heartbeat_ms"
+        );
+        anyhow::ensure!(self.cluster_queue > 0, "cluster_queue must be positive");
+        anyhow::ensure!(
+            self.cluster.is_none() || !self.database.starts_with("sqlite:"),
+            "--cluster needs a database all nodes share (--database mysql://…); SQLite is one node's file"
+        );
         Ok(())
     }
 }
@@ -471,6 +540,48 @@ mod tests {
         assert_eq!(cfg.http_listen.port(), DEFAULT_HTTP_PORT);
         assert_eq!(cfg.tls, TlsMode::SelfSigned);
         assert!(cfg.database.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn cluster_options_follow_the_same_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("parley.toml");
+        std::fs::write(
+            &path,
+            "cluster = \"nats://file:4222\"\ncluster_name = \"from-file\"\ncluster_heartbeat_ms = 500\n",
+        )
+        .unwrap();
+        let args = Args::parse_from([
+            "parley-server",
+            "--config",
+            path.to_str().unwrap(),
+            "--cluster",
+            "nats://flag:4222",
+            "--database",
+            "mysql://root@db/parley",
+        ]);
+        let cfg = Config::resolve(args).unwrap();
+        assert_eq!(cfg.cluster.as_deref(), Some("nats://flag:4222"));
+        assert_eq!(cfg.cluster_name, "from-file");
+        assert_eq!(cfg.cluster_heartbeat, Duration::from_millis(500));
+        assert_eq!(cfg.cluster_node_timeout, Duration::from_secs(5));
+        assert_eq!(Config::default().cluster, None, "a single node by default");
+        let sqlite = Args::parse_from(["parley-server", "--cluster", "nats://n:4222"]);
+        assert!(
+            Config::resolve(sqlite).is_err(),
+            "nodes cannot share a SQLite file"
+        );
+
+        let bad = Args::parse_from(["parley-server", "--cluster-name", "a.b"]);
+        assert!(Config::resolve(bad).is_err(), "dots would split the subject");
+        let bad = Args::parse_from([
+            "parley-server",
+            "--cluster-heartbeat-ms",
+            "1000",
+            "--cluster-node-timeout-ms",
+            "1500",
+        ]);
+        assert!(Config::resolve(bad).is_err());
     }
 
     #[test]

@@ -5,11 +5,19 @@
 //! the database each time would cost more than the insert itself. Entries are
 //! loaded on first use and dropped whenever membership or a friendship/block
 //! changes, so the database stays the source of truth.
+//!
+//! Each node has its own cache. In a cluster, every invalidation is also
+//! published to the other nodes (through the link set with
+//! [`ConvCache::set_link`]), which apply it with the `*_local` methods; after
+//! a NATS reconnect, when invalidations may have been missed, the node empties
+//! its cache ([`ConvCache::clear`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use parley_store::{ConvKind, Store, StoreError};
+
+use crate::cluster::{Link, wire::Record};
 
 /// Entries kept before the cache is simply emptied (bounded memory, no LRU bookkeeping).
 const MAX_ENTRIES: usize = 200_000;
@@ -41,6 +49,7 @@ impl ConvInfo {
 pub struct ConvCache {
     convs: Mutex<HashMap<i64, Arc<ConvInfo>>>,
     direct: Mutex<HashMap<(i64, i64), bool>>,
+    link: OnceLock<Link>,
 }
 
 fn pair(a: i64, b: i64) -> (i64, i64) {
@@ -75,12 +84,33 @@ impl ConvCache {
         Ok(Some(info))
     }
 
-    /// Forgets `conv_id` after a membership change.
+    /// Publishes invalidations to the other nodes of the cluster from now on.
+    pub fn set_link(&self, link: Link) {
+        if self.link.set(link).is_err() {
+            tracing::warn!("cluster link set twice; keeping the first");
+        }
+    }
+
+    /// Forgets `conv_id` after a membership change, on every node.
     pub fn invalidate(&self, conv_id: i64) {
+        self.invalidate_local(conv_id);
+        if let Some(link) = self.link.get() {
+            link.send(Record::InvalidateConv(conv_id));
+        }
+    }
+
+    /// Forgets `conv_id` on this node.
+    pub fn invalidate_local(&self, conv_id: i64) {
         self.convs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&conv_id);
+    }
+
+    /// Forgets everything (invalidations from other nodes may have been missed).
+    pub fn clear(&self) {
+        self.convs.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.direct.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// True when `a` and `b` are friends and neither blocked the other.
@@ -100,8 +130,16 @@ impl ConvCache {
         Ok(ok)
     }
 
-    /// Forgets the pair after a friendship or block change.
+    /// Forgets the pair after a friendship or block change, on every node.
     pub fn invalidate_pair(&self, a: i64, b: i64) {
+        self.invalidate_pair_local(a, b);
+        if let Some(link) = self.link.get() {
+            link.send(Record::InvalidatePair(a, b));
+        }
+    }
+
+    /// Forgets the pair on this node.
+    pub fn invalidate_pair_local(&self, a: i64, b: i64) {
         self.direct
             .lock()
             .unwrap_or_else(|p| p.into_inner())

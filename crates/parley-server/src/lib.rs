@@ -6,6 +6,7 @@
 //! client's frame loop whatever the transport; [`service`] handles requests;
 //! [`hub`] knows which user is connected where and fans events out.
 
+pub mod cluster;
 pub mod committer;
 pub mod config;
 pub mod connection;

@@ -39,6 +39,8 @@ pub struct ServerHandle {
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Membership of a cluster (`--cluster`), left after the connections are closed.
+    cluster: Option<crate::cluster::Node>,
 }
 
 impl ServerHandle {
@@ -61,6 +63,9 @@ impl ServerHandle {
             .is_err()
         {
             tracing::warn!("connections still open after the shutdown grace period");
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.leave().await;
         }
         self.ctx.store.close().await;
         tracing::info!("server stopped");
@@ -133,6 +138,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<ServerHandle> {
 
     let (ctx, commit_queue) = Ctx::new(store, cfg, http_addr.port());
     let ctx = Arc::new(ctx);
+    // Joined before accepting anyone, so every presence change is published.
+    let cluster = match ctx.cfg.cluster.clone() {
+        Some(url) => Some(crate::cluster::join(ctx.clone(), &url).await?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(ctx.cfg.max_connections));
@@ -168,6 +178,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<ServerHandle> {
         ctx,
         shutdown,
         tracker,
+        cluster,
     })
 }
 

@@ -5,54 +5,15 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{ServerProcess, free_port, spawn_server_process};
 use parley_client::{Client, ClientConfig, Trust};
 use parley_store::testing::test_databases;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Child2 {
-    child: Child,
-    fingerprint: String,
-}
-
-fn spawn_server(db_url: &str, data_dir: &std::path::Path, port: u16, http_port: u16) -> Child2 {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parley-server"))
-        .args(["--database", db_url])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
-        .args(["--messages-per-minute", "1000000"])
-        .env("PARLEY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn parley-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let fingerprint = loop {
-        let line = lines
-            .next()
-            .expect("server printed its fingerprint")
-            .expect("stdout line");
-        if let Some(fp) = line.strip_prefix("certificate sha256 fingerprint: ") {
-            break fp.trim().to_string();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Child2 { child, fingerprint }
+fn spawn_server(db_url: &str, data_dir: &std::path::Path, port: u16, http_port: u16) -> ServerProcess {
+    spawn_server_process(db_url, data_dir, port, http_port, &[])
 }
 
 fn config(port: u16, fingerprint: &str) -> ClientConfig {

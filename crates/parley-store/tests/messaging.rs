@@ -231,6 +231,81 @@ async fn two_nodes_on_one_mariadb_append_gap_free() {
     two.close().await;
 }
 
+/// A deadlock between an append and another transaction costs the append one retry, not an
+/// error: another transaction holds conversation 2 and then asks for conversation 1 while the
+/// append holds 1 and waits for 2. InnoDB rolls back the lighter transaction (the append,
+/// which has written nothing yet); the retry waits for the other to commit, then succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlocked_append_is_retried_and_succeeds() {
+    use sqlx::Connection as _;
+    let Some(db) = mysql_db().await else {
+        return; // MariaDB unreachable outside CI: the harness already warned.
+    };
+    let store = db.open().await.unwrap();
+    let a = user(&store, "a").await;
+    let (one, two) = (group(&store, a, &[]).await.id, group(&store, a, &[]).await.id);
+    let (low, high) = (one.min(two), one.max(two));
+    let mut conn = sqlx::mysql::MySqlConnection::connect(&db.url).await.unwrap();
+    let mut other = conn.begin().await.unwrap();
+    // Weight: enough undo for InnoDB to prefer rolling back the append.
+    for i in 0..50 {
+        sqlx::query("UPDATE conversations SET last_msg_at = ? WHERE id = ?")
+            .bind(i)
+            .bind(high)
+            .execute(&mut *other)
+            .await
+            .unwrap();
+    }
+    sqlx::query("SELECT id FROM conversations WHERE id = ? FOR UPDATE")
+        .bind(high)
+        .fetch_all(&mut *other)
+        .await
+        .unwrap();
+
+    let appender = store.clone();
+    let append = tokio::spawn(async move {
+        let batch = [text(low, a, "x", "to low"), text(high, a, "y", "to high")];
+        appender.append_messages(&batch, T0).await
+    });
+    // Wait until the append holds `low` and waits for `high` (its locking read is running).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE INFO LIKE 'SELECT id, max_seq FROM conversations%FOR UPDATE'",
+        )
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the append never waited for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Closing the cycle: one of the two is chosen as the deadlock victim.
+    let closed = sqlx::query("SELECT id FROM conversations WHERE id = ? FOR UPDATE")
+        .bind(low)
+        .fetch_all(&mut *other)
+        .await;
+    assert!(
+        closed.is_ok(),
+        "the append, not the heavier transaction, is the victim: {closed:?}"
+    );
+    other.commit().await.unwrap();
+    let out = append.await.unwrap().expect("append retried after the deadlock");
+    assert_eq!(
+        out.iter().map(|o| (o.seq, o.duplicate)).collect::<Vec<_>>(),
+        vec![(1, false), (1, false)]
+    );
+    assert_eq!(all_seqs(&store, low).await, vec![1]);
+    assert_eq!(all_seqs(&store, high).await, vec![1]);
+    store.close().await;
+}
+
 #[tokio::test]
 async fn one_call_with_a_thousand_messages() {
     on_each_db(async |store, label| {

@@ -296,8 +296,9 @@ pub(super) async fn list_blocked(ctx: &Ctx, conn: &mut Conn) -> Reply {
     }))
 }
 
-/// Friends of `user_id` that should see its presence and profile: online, not blocked by it.
-async fn audience(ctx: &Ctx, user_id: i64) -> Result<Vec<i64>, Fail> {
+/// Friends of `user_id` that should see its presence and profile: not blocked by it, and
+/// passing `keep` (online somewhere, or connected here).
+async fn audience(ctx: &Ctx, user_id: i64, keep: impl Fn(i64) -> bool) -> Result<Vec<i64>, Fail> {
     let friends = db("friends", ctx.store.friends(user_id)).await?;
     let blocked: HashSet<i64> = db("blocked", ctx.store.blocked(user_id))
         .await?
@@ -306,7 +307,7 @@ async fn audience(ctx: &Ctx, user_id: i64) -> Result<Vec<i64>, Fail> {
     Ok(friends
         .into_iter()
         .map(|f| f.friend_id)
-        .filter(|id| !blocked.contains(id) && ctx.hub.is_online(*id))
+        .filter(|id| !blocked.contains(id) && keep(*id))
         .collect())
 }
 
@@ -316,7 +317,7 @@ pub(super) async fn notify_friends_and_self(
     user_id: i64,
     frame: &pb::ServerFrame,
 ) -> Result<(), Fail> {
-    let mut targets = audience(ctx, user_id).await?;
+    let mut targets = audience(ctx, user_id, |id| ctx.hub.is_online(id)).await?;
     targets.push(user_id);
     if let Some(bytes) = ctx.hub.encode(frame) {
         ctx.hub.push_encoded(&targets, &bytes);
@@ -324,21 +325,35 @@ pub(super) async fn notify_friends_and_self(
     Ok(())
 }
 
-/// Tells online friends that `user_id` came online or went offline.
-pub(super) async fn broadcast_presence(ctx: &Ctx, user_id: i64, online: bool, at_ms: i64) {
+/// Tells friends connected to *this node* that `user_id` came online or went offline.
+///
+/// Every node of a cluster sees each transition in its own view and calls this for its own
+/// connections, so each device hears it once however many nodes there are. The state sent is
+/// read again after the friend lookup: when a user flaps, a late announcement of an older
+/// transition repeats the current state instead of contradicting it.
+pub(crate) async fn broadcast_presence(ctx: &Ctx, user_id: i64, online: bool, at_ms: i64) {
+    if ctx.hub.online_users() == 0 {
+        return; // nobody here to tell; skip the friend lookup
+    }
+    let targets = match audience(ctx, user_id, |id| ctx.hub.is_local(id)).await {
+        Ok(targets) => targets,
+        Err(_) => {
+            tracing::warn!(user = user_id, "presence not broadcast");
+            return;
+        }
+    };
+    let now_online = ctx.hub.is_online(user_id);
+    if now_online != online {
+        tracing::debug!(user = user_id, online, "presence changed again meanwhile");
+    }
     let frame = pb::ServerFrame::event(Ev::PresenceChanged(pb::PresenceChanged {
         user_id,
         presence: Some(pb::Presence {
-            online,
+            online: now_online,
             last_seen_ms: at_ms,
         }),
     }));
-    match audience(ctx, user_id).await {
-        Ok(targets) => {
-            if let Some(bytes) = ctx.hub.encode(&frame) {
-                ctx.hub.push_encoded(&targets, &bytes);
-            }
-        }
-        Err(_) => tracing::warn!(user = user_id, "presence not broadcast"),
+    if let Some(bytes) = ctx.hub.encode(&frame) {
+        ctx.hub.push_local(&targets, &bytes);
     }
 }

@@ -27,6 +27,7 @@ use crate::hub::{ConnHandle, Hub, Outbound};
 use crate::limits::KeyedLimiter;
 
 pub use accounts::PasswordHasher;
+pub(crate) use contacts::broadcast_presence;
 pub use messages::message_pb;
 
 /// Everything handlers share: storage, the live-connection hub, config, limits.

@@ -151,6 +151,59 @@ pub async fn assert_no_event(
     }
 }
 
+/// A loopback port nobody listens on right now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `parley-server` child process (to be killed with SIGKILL) and its certificate fingerprint.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub fingerprint: String,
+}
+
+/// Starts the `parley-server` binary over `db_url` and `data_dir` on the given ports, with
+/// `extra` flags, and waits until it has printed its certificate fingerprint.
+pub fn spawn_server_process(
+    db_url: &str,
+    data_dir: &std::path::Path,
+    port: u16,
+    http_port: u16,
+    extra: &[&str],
+) -> ServerProcess {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parley-server"))
+        .args(["--database", db_url])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
+        .args(["--messages-per-minute", "1000000"])
+        .args(extra)
+        .env("PARLEY_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn parley-server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let fingerprint = loop {
+        let line = lines
+            .next()
+            .expect("server printed its fingerprint")
+            .expect("stdout line");
+        if let Some(fp) = line.strip_prefix("certificate sha256 fingerprint: ") {
+            break fp.trim().to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    ServerProcess { child, fingerprint }
+}
+
 /// A TLS connector that trusts only `fingerprint`, verified exactly as the SDK does.
 pub fn pinned_connector(fingerprint: &str) -> tokio_rustls::TlsConnector {
     let cfg = parley_client::tls_client_config(&Trust::Pinned(fingerprint.to_string()), "localhost")
