@@ -197,3 +197,27 @@ fn huge_sequence_jump_restarts_the_stream() {
     assert_eq!(jb.insert(19, 19 * 960, now, &[5, 0, 0, 0]), InsertOutcome::Late);
     assert_eq!(jb.stats().resets, 1);
 }
+
+#[test]
+fn speaker_change_with_continuous_sequence_numbers_is_not_jitter() {
+    let mut jb = JitterBuffer::new(JitterConfig::default(), TraceDecoder::default()).unwrap();
+    let mut frame = [0i16; FRAME_SAMPLES];
+    let mut max_target = 0.0f64;
+    for k in 0..500u32 {
+        // At packet 200 another speaker's stream, 3.7 s of timestamps behind, takes the line.
+        let ts = if k < 200 {
+            k * 960 + 1_000_000
+        } else {
+            k * 960 + 1_000_000 - 177_600
+        };
+        let now = u64::from(k) * 20_000;
+        jb.insert(k as u16, ts, now, &k.to_le_bytes());
+        jb.pull(now + 5_000, &mut frame);
+        if k > 60 {
+            max_target = max_target.max(jb.stats().target_delay_ms);
+        }
+    }
+    let stats = jb.stats();
+    assert!(max_target <= 30.0, "target rose to {max_target}");
+    assert_eq!(stats.concealed_frames, 0);
+}

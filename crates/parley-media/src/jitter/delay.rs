@@ -111,6 +111,14 @@ impl DelayEstimator {
         BUCKETS as u32 * BUCKET_MS
     }
 
+    /// Forgets the arrival reference: the timestamps that follow belong to another clock (the
+    /// relay switched the speaker on this stream), so comparing them with the old ones would
+    /// read as a huge delay. The histogram is kept: the network has not changed.
+    pub(crate) fn restart_timeline(&mut self) {
+        self.window.clear();
+        self.last_transit = None;
+    }
+
     /// Relative delay (ms) that the configured share of packets stays under.
     pub(crate) fn quantile_ms(&self) -> u32 {
         self.quantile_ms

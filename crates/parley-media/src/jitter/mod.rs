@@ -42,6 +42,10 @@ pub const MAX_PAYLOAD_BYTES: usize = 1_500 * 4;
 /// Packets arriving this far behind the playout point, several in a row, mean the sender
 /// restarted its sequence numbers.
 const RESYNC_AFTER_FAR_PACKETS: u32 = 3;
+/// Timestamps that disagree with sequence numbers by more than this (100 ms) belong to a new
+/// clock: the relay rebases sequence numbers when the speaker on a line changes, but each
+/// speaker's timestamps are their own.
+const TIMELINE_JUMP_SAMPLES: i64 = 5 * FRAME_SAMPLES as i64;
 /// Samples one millisecond holds.
 const SAMPLES_PER_MS: usize = SAMPLE_RATE as usize / 1_000;
 /// Upper bound on decoded-but-unplayed audio, whatever packet durations the sender uses.
@@ -161,6 +165,8 @@ pub struct JitterBuffer<D> {
     /// Highest unwrapped sequence number seen; the reference for unwrapping.
     highest_seq: Option<i64>,
     highest_ts: Option<i64>,
+    /// Unwrapped timestamp of the packet with `highest_seq`.
+    highest_seq_ts: Option<i64>,
     /// Sequence number of the next frame to play; `None` until playout starts.
     next_seq: Option<i64>,
     /// Bit i set: packet `next_seq - 1 - i` was decoded (tells duplicates from late packets).
@@ -192,6 +198,7 @@ impl<D: FrameDecoder> JitterBuffer<D> {
             packets: BTreeMap::new(),
             highest_seq: None,
             highest_ts: None,
+            highest_seq_ts: None,
             next_seq: None,
             played: 0,
             far_behind: 0,
@@ -271,6 +278,7 @@ impl<D: FrameDecoder> JitterBuffer<D> {
         self.packets.clear();
         self.highest_seq = None;
         self.highest_ts = None;
+        self.highest_seq_ts = None;
         self.next_seq = None;
         self.played = 0;
         self.far_behind = 0;
@@ -349,11 +357,18 @@ impl<D: FrameDecoder> JitterBuffer<D> {
             return InsertOutcome::Duplicate;
         }
         let ts = self.unwrap_ts(rtp_timestamp);
+        if let (Some(h), Some(h_ts)) = (self.highest_seq, self.highest_seq_ts)
+            && ext > h
+            && (ts - h_ts - (ext - h) * FRAME_SAMPLES as i64).abs() > TIMELINE_JUMP_SAMPLES
+        {
+            self.delay.restart_timeline();
+        }
         self.delay.on_packet(arrival_us, ts);
         self.packets_since_start = self.packets_since_start.saturating_add(1);
         self.first_arrival_us.get_or_insert(arrival_us);
         if self.highest_seq.is_none_or(|h| ext > h) {
             self.highest_seq = Some(ext);
+            self.highest_seq_ts = Some(ts);
         }
         self.packets.insert(
             ext,
