@@ -92,6 +92,24 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// Saves a frame as PNG when `PARLEY_BENCH_FRAMES` names a directory, to
+/// check by eye that the benchmark draws what it claims to.
+fn save_frame(buffer: &[PremultipliedRgbaColor], name: &str) {
+    let Some(dir) = std::env::var_os("PARLEY_BENCH_FRAMES") else {
+        return;
+    };
+    let bytes: Vec<u8> = buffer
+        .iter()
+        .flat_map(|p| [p.red, p.green, p.blue, 255])
+        .collect();
+    if let Some(image) = image::RgbaImage::from_raw(WIDTH, HEIGHT, bytes) {
+        let path = std::path::Path::new(&dir).join(format!("{name}.png"));
+        if let Err(e) = image.save(&path) {
+            eprintln!("{}: {e}", path.display());
+        }
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: usize = std::env::args()
         .skip(1)
@@ -105,7 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .map_err(|e| format!("{e:?}"))?;
     window.set_size(slint::PhysicalSize::new(WIDTH, HEIGHT));
     let mut buffer = vec![PremultipliedRgbaColor::default(); (WIDTH * HEIGHT) as usize];
-    let mut draw = |buffer: &mut Vec<PremultipliedRgbaColor>| -> bool {
+    let draw = |buffer: &mut Vec<PremultipliedRgbaColor>| -> bool {
         slint::platform::update_timers_and_animations();
         window.draw_if_needed(|renderer| {
             renderer.render(buffer, WIDTH as usize);
@@ -152,6 +170,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let settled = start.elapsed();
     let bottom = main.get_chat_y();
+    save_frame(&buffer, "first-frame");
 
     // Smooth scrolling up through history, 40 px per frame.
     main.set_stick_to_bottom(false);
@@ -170,6 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         draw(&mut buffer);
         jumps.push(t.elapsed());
     }
+    save_frame(&buffer, "after-scrolling");
     frames.sort();
     jumps.sort();
     println!("messages in the conversation: {count}");
@@ -192,6 +212,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ms(percentile(&jumps, 0.95)),
         ms(percentile(&jumps, 0.99)),
         ms(percentile(&jumps, 1.0)),
+    );
+    println!(
+        "scroll offset at the bottom: {bottom:.0} px (content scrolled through: {:.0} px)",
+        -bottom
     );
     println!("frame size {WIDTH}x{HEIGHT}, full repaint every frame, software renderer");
     Ok(())

@@ -110,7 +110,11 @@ pub fn file_size(bytes: u64) -> String {
 
 /// Up to two initials of a name, upper-cased ("Ada Lovelace" → "AL").
 pub fn initials(name: &str) -> String {
-    let mut words = name.split_whitespace().filter_map(|w| w.chars().next());
+    // Punctuation ("Bob (climbing)") makes poor initials: use the first
+    // letter or digit of each word.
+    let mut words = name
+        .split_whitespace()
+        .filter_map(|w| w.chars().find(|c| c.is_alphanumeric()));
     let first = words.next();
     let second = words.next_back();
     let picked: String = first.into_iter().chain(second).collect();
@@ -245,6 +249,8 @@ mod tests {
         assert_eq!(initials("Jean Paul Sartre"), "JS");
         assert_eq!(initials("  "), "?");
         assert_eq!(initials("éclair"), "É");
+        assert_eq!(initials("Bob (climbing)"), "BC");
+        assert_eq!(initials("— ✈"), "?");
     }
 
     #[test]

@@ -88,6 +88,8 @@ fn screenshot(name: &'static str) {
     std::thread::sleep(Duration::from_millis(300));
     let dir = shot_dir();
     with(move |app| {
+        // A toast left over from the previous step would cover the screen.
+        app.window().global::<Main>().set_toast("".into());
         let pixels = app.window().window().take_snapshot().expect("snapshot");
         let image = image::RgbaImage::from_raw(pixels.width(), pixels.height(), pixels.as_bytes().to_vec())
             .expect("pixel buffer size");

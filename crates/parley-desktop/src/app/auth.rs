@@ -126,9 +126,8 @@ impl App {
                 with_app(|app| {
                     if let Err(e) = &result
                         && e.code() == Some(pb::ErrorCode::SessionInvalid)
-                        && let Err(e) = app.config.remove_session()
                     {
-                        tracing::warn!("{e}");
+                        app.forget_session();
                     }
                     app.signed_in(result, saved.server, saved.username)
                 })
@@ -155,20 +154,24 @@ impl App {
                 username: username.clone(),
                 token,
             };
-            if let Err(e) = self.config.save_session(&session) {
-                tracing::warn!("saving the session: {e}");
-            }
+            let config = self.config.clone();
+            self.bridge.blocking(
+                move || config.save_session(&session),
+                |result| {
+                    if let Err(e) = result {
+                        tracing::warn!("saving the session: {e}");
+                    }
+                },
+            );
         }
         {
             let mut state = self.state.borrow_mut();
             state.prefs.last_server = server.clone();
             state.prefs.last_user = username;
-            if let Err(e) = self.config.save_preferences(&state.prefs) {
-                tracing::warn!("saving preferences: {e}");
-            }
             state.server = server;
             state.me = logged_in.user.clone();
         }
+        self.save_preferences();
         if let Some(me) = &logged_in.user {
             self.people.borrow_mut().learn(me);
         }
@@ -183,11 +186,22 @@ impl App {
         self.load_everything();
     }
 
+    /// Deletes the saved session on a worker thread.
+    fn forget_session(&self) {
+        let config = self.config.clone();
+        self.bridge.blocking(
+            move || config.remove_session(),
+            |result| {
+                if let Err(e) = result {
+                    tracing::warn!("{e}");
+                }
+            },
+        );
+    }
+
     pub(crate) fn logout(&self) {
         self.bridge.disconnect(true);
-        if let Err(e) = self.config.remove_session() {
-            tracing::warn!("{e}");
-        }
+        self.forget_session();
         {
             let mut state = self.state.borrow_mut();
             let prefs = std::mem::take(&mut state.prefs);

@@ -366,10 +366,10 @@ impl App {
                 String::new(),
                 now_ms(),
             );
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            // The size arrives with the first progress report: no disk
+            // access on the UI thread.
             entry.file = Some(pb::FileRef {
                 name: name.clone(),
-                size,
                 ..Default::default()
             });
             entry.progress = 0.0;
@@ -587,7 +587,7 @@ impl App {
             .config
             .cache()
             .join(format!("{}-{}", file.file_id, safe_name(&file.name)));
-        let local = entry.local_path.clone().filter(|p| p.exists());
+        let local = entry.local_path.clone();
         let default_dir = self.config.downloads();
         let seq = entry.seq;
         let report_row = move |state: String, progress: f32| {
@@ -629,6 +629,8 @@ impl App {
                         None => return Ok(None),
                     },
                 };
+                let local = local.filter(|p| p.exists());
+                let opened = local.clone();
                 match local {
                     Some(local) if !open => {
                         tokio::fs::copy(&local, &target).await?;
@@ -642,18 +644,17 @@ impl App {
                         client.download_file(file.file_id, &target, progress).await?;
                     }
                 }
-                Ok(Some(if open {
-                    entry.local_path.filter(|p| p.exists()).unwrap_or(target)
-                } else {
-                    target
-                }))
+                let path = if open { opened.unwrap_or(target) } else { target };
+                if open {
+                    // Starting a program is not work for the UI thread either.
+                    let program = path.clone();
+                    tokio::task::spawn_blocking(move || crate::desktop::open_path(&program));
+                }
+                Ok(Some(path))
             },
             move |result| match result {
-                Ok(Some(path)) => {
+                Ok(Some(_)) => {
                     report_row(if open { "opened".into() } else { "saved".into() }, -1.0);
-                    if open {
-                        crate::desktop::open_path(&path);
-                    }
                 }
                 Ok(None) => {}
                 Err(e) => {

@@ -132,9 +132,9 @@ impl App {
                 }?;
                 self.people.borrow_mut().learn(other);
                 let subtitle = if *incoming {
-                    format!("@{} wants to be your friend", other.username)
+                    format!("@{}", other.username)
                 } else {
-                    format!("@{} · waiting for an answer", other.username)
+                    format!("@{} · waiting", other.username)
                 };
                 let mut row = self.person_row(
                     other.id,

@@ -261,11 +261,22 @@ impl App {
         let theme = self.ui.global::<Theme>();
         let dark = !theme.get_dark();
         theme.set_dark(dark);
-        let mut state = self.state.borrow_mut();
-        state.prefs.dark = dark;
-        if let Err(e) = self.config.save_preferences(&state.prefs) {
-            tracing::warn!("saving preferences: {e}");
-        }
+        self.state.borrow_mut().prefs.dark = dark;
+        self.save_preferences();
+    }
+
+    /// Writes the preferences on a worker thread (the file is synced to disk).
+    pub(crate) fn save_preferences(&self) {
+        let prefs = self.state.borrow().prefs.clone();
+        let config = self.config.clone();
+        self.bridge.blocking(
+            move || config.save_preferences(&prefs),
+            |result| {
+                if let Err(e) = result {
+                    tracing::warn!("saving preferences: {e}");
+                }
+            },
+        );
     }
 
     fn show_overlay(&self, which: &str) {
