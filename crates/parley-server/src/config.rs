@@ -5,7 +5,7 @@
 //! of the server reads. Default ports (7420 client, 7421 HTTP) stay clear of
 //! MariaDB, PostgreSQL, Redis, NATS, RabbitMQ and Mosquitto.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +16,8 @@ use serde::Deserialize;
 pub const DEFAULT_CLIENT_PORT: u16 = 7420;
 /// Default HTTP port (health, metrics, WebSocket).
 pub const DEFAULT_HTTP_PORT: u16 = 7421;
+/// Default UDP port of the media relay.
+pub const DEFAULT_MEDIA_PORT: u16 = 7422;
 
 /// Flags and environment variables of `parley-server`.
 #[derive(Debug, Default, Clone, clap::Parser)]
@@ -123,6 +125,12 @@ pub struct Args {
     /// Calls one user may start per minute.
     #[arg(long, env = "PARLEY_CALLS_PER_MINUTE")]
     pub calls_per_minute: Option<u32>,
+    /// UDP address of the media relay; default the client listener's address, port 7422.
+    #[arg(long, env = "PARLEY_MEDIA_LISTEN")]
+    pub media_listen: Option<SocketAddr>,
+    /// Address clients send media to, when the relay is behind NAT or bound to 0.0.0.0.
+    #[arg(long, env = "PARLEY_MEDIA_PUBLIC_IP")]
+    pub media_public_ip: Option<IpAddr>,
     /// Join a cluster through this NATS server (`nats://host:4222`); unset, the node is alone.
     #[arg(long, env = "PARLEY_CLUSTER")]
     pub cluster: Option<String>,
@@ -177,6 +185,8 @@ pub struct FileConfig {
     call_reconnect_grace_ms: Option<u64>,
     call_max_participants: Option<usize>,
     calls_per_minute: Option<u32>,
+    media_listen: Option<SocketAddr>,
+    media_public_ip: Option<IpAddr>,
     cluster: Option<String>,
     cluster_name: Option<String>,
     cluster_heartbeat_ms: Option<u64>,
@@ -230,6 +240,9 @@ pub struct Config {
     pub call_reconnect_grace: Duration,
     pub call_max_participants: usize,
     pub calls_per_minute: u32,
+    /// `None`: see [`Config::media_bind`].
+    pub media_listen: Option<SocketAddr>,
+    pub media_public_ip: Option<IpAddr>,
     /// NATS URL of the cluster; `None`: a single node, everything in-process.
     pub cluster: Option<String>,
     pub cluster_name: String,
@@ -276,6 +289,8 @@ impl Default for Config {
             call_reconnect_grace: Duration::from_secs(15),
             call_max_participants: 8,
             calls_per_minute: 30,
+            media_listen: None,
+            media_public_ip: None,
             cluster: None,
             cluster_name: "parley".into(),
             cluster_heartbeat: Duration::from_secs(1),
@@ -422,6 +437,8 @@ impl Config {
                 .calls_per_minute
                 .or(file.calls_per_minute)
                 .unwrap_or(d.calls_per_minute),
+            media_listen: args.media_listen.or(file.media_listen),
+            media_public_ip: args.media_public_ip.or(file.media_public_ip),
             cluster: args.cluster.or(file.cluster),
             cluster_name: args.cluster_name.or(file.cluster_name).unwrap_or(d.cluster_name),
             cluster_heartbeat: args
@@ -441,6 +458,20 @@ impl Config {
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Where the media relay binds: `media_listen`, else the client listener's
+    /// address on port 7422 (an ephemeral port when the client port is, as in
+    /// tests, so that many servers can run side by side).
+    pub fn media_bind(&self) -> SocketAddr {
+        self.media_listen.unwrap_or_else(|| {
+            let port = if self.listen.port() == 0 {
+                0
+            } else {
+                DEFAULT_MEDIA_PORT
+            };
+            SocketAddr::new(self.listen.ip(), port)
+        })
     }
 
     /// Where file contents live.

@@ -36,6 +36,9 @@ pub struct ServerHandle {
     pub http_addr: SocketAddr,
     /// SHA-256 of the TLS certificate (lowercase hex); `None` in plaintext mode.
     pub fingerprint: Option<String>,
+    /// Where the media relay receives UDP.
+    pub media_addr: SocketAddr,
+    media: parley_rtc::sfu::SfuHandle,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -67,6 +70,7 @@ impl ServerHandle {
         if let Some(cluster) = self.cluster {
             cluster.leave().await;
         }
+        self.media.shutdown().await;
         self.ctx.store.close().await;
         tracing::info!("server stopped");
     }
@@ -138,6 +142,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<ServerHandle> {
 
     let (ctx, commit_queue) = Ctx::new(store, cfg, http_addr.port());
     let ctx = Arc::new(ctx);
+    let media = start_media(&ctx.cfg)?;
+    let media_addr = media.local_addr();
+    ctx.calls
+        .use_relay(Arc::new(crate::service::calls::SfuRelay::new(media.clone())));
     // Joined before accepting anyone, so every presence change is published.
     let cluster = match ctx.cfg.cluster.clone() {
         Some(url) => Some(crate::cluster::join(ctx.clone(), &url).await?),
@@ -172,6 +180,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<ServerHandle> {
         None => tracing::warn!(%client_addr, %http_addr, "listening WITHOUT TLS (--insecure-plaintext)"),
     }
     Ok(ServerHandle {
+        media_addr,
+        media,
         client_addr,
         http_addr,
         fingerprint,
@@ -180,6 +190,21 @@ pub async fn start(cfg: Config) -> anyhow::Result<ServerHandle> {
         tracker,
         cluster,
     })
+}
+
+/// Starts the media relay (SFU) on its UDP socket.
+fn start_media(cfg: &Config) -> anyhow::Result<parley_rtc::sfu::SfuHandle> {
+    let bind = cfg.media_bind();
+    let sfu = parley_rtc::sfu::SfuConfig {
+        bind,
+        public_ips: cfg.media_public_ip.into_iter().collect(),
+        max_participants: cfg.call_max_participants,
+        ..parley_rtc::sfu::SfuConfig::default()
+    };
+    let handle =
+        parley_rtc::sfu::Sfu::start(sfu).with_context(|| format!("starting the media relay on {bind}"))?;
+    tracing::info!(media_addr = %handle.local_addr(), "media relay listening");
+    Ok(handle)
 }
 
 /// The database URL without its password, for messages.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{TestServer, assert_no_event, code, on_every_database, wait_event};
 use parley_client::pb::{self, event::Kind as Ev};
 use parley_client::{Client, ClientEvent};
+use parley_rtc::peer::{ConnectionState, Peer, PeerConfig, PeerEvent};
 use parley_server::Config;
 use tokio::sync::broadcast::Receiver;
 
@@ -395,6 +396,88 @@ async fn group_call_rings_members_who_join_and_leave() {
             outcome(&record(&mut a_rx, group).await),
             pb::CallOutcome::Completed
         );
+        server
+    })
+    .await;
+}
+
+/// A client media leg on loopback, its offer made.
+async fn peer() -> (Peer, tokio::sync::mpsc::Receiver<PeerEvent>, String) {
+    let (peer, events) = Peer::new(PeerConfig {
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        recv_only_audio: 0,
+        ..PeerConfig::default()
+    })
+    .expect("peer binds");
+    let offer = peer.create_offer().await.expect("offer");
+    (peer, events, offer)
+}
+
+async fn connected(events: &mut tokio::sync::mpsc::Receiver<PeerEvent>) {
+    let wait = async {
+        while let Some(ev) = events.recv().await {
+            if matches!(ev, PeerEvent::State(ConnectionState::Connected)) {
+                return true;
+            }
+        }
+        false
+    };
+    let ok = tokio::time::timeout(common::EVENT_WAIT, wait).await;
+    assert_eq!(ok, Ok(true), "media leg connected to the relay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_device_gets_its_own_relay_answer_and_connects_its_media() {
+    on_every_database(quick, |server| async move {
+        let (ann, _, ben, _, conv) = friends(&server, "ann", "ben").await;
+        let mut a_rx = ann.events();
+        let (a_peer, mut a_events, a_offer) = peer().await;
+        let (b_peer, mut b_events, b_offer) = peer().await;
+
+        let joined = ann
+            .start_call(conv, pb::MediaKind::Audio, &a_offer)
+            .await
+            .unwrap();
+        let call = joined.call.unwrap().call_id;
+        assert!(joined.sdp_answer.contains("a=ice-ufrag"), "a real SDP answer");
+        let port = server.handle.media_addr.port().to_string();
+        assert!(
+            joined.sdp_answer.contains(&port),
+            "the answer points at the relay"
+        );
+        a_peer.accept_answer(&joined.sdp_answer).await.unwrap();
+
+        let answer = ben
+            .answer_call(call, true, &b_offer)
+            .await
+            .unwrap()
+            .expect("joined");
+        assert_ne!(answer.sdp_answer, joined.sdp_answer, "credentials are per device");
+        b_peer.accept_answer(&answer.sdp_answer).await.unwrap();
+        connected(&mut a_events).await;
+        connected(&mut b_events).await;
+        // The answers never travel in events.
+        assert_no_event(&mut a_rx, Duration::from_millis(100), "an SDP in an event", |k| {
+            format!("{k:?}").contains("ice-ufrag")
+        })
+        .await;
+
+        ann.hang_up(call).await.unwrap();
+        assert_eq!(ended(&mut a_rx, call).await.outcome(), pb::CallOutcome::Completed);
+        a_peer.close().await;
+        b_peer.close().await;
+        // A garbage offer is refused and leaves no half-joined device behind.
+        let (cat_conv, cat) = {
+            let (cat, uc) = server.user("cat").await;
+            befriend(&ann, &cat, uc.id).await;
+            (ann.open_direct(uc.id).await.unwrap().id, cat)
+        };
+        assert_eq!(
+            code(cat.start_call(cat_conv, pb::MediaKind::Audio, "not sdp").await),
+            pb::ErrorCode::InvalidArgument
+        );
+        assert!(cat.calls().await.unwrap().is_empty());
+
         server
     })
     .await;

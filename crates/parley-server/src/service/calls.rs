@@ -50,17 +50,59 @@ pub enum RelayError {
 }
 
 /// A boxed future, so the relay can be a trait object.
-pub type RelayFuture<'a> = Pin<Box<dyn Future<Output = Result<String, RelayError>> + Send + 'a>>;
+pub type RelayFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The media relay (SFU) as signalling sees it: one room per call, one leg
-/// per device.
+/// per device. A trait so that signalling does not care how media is carried.
 pub trait MediaRelay: Send + Sync {
-    /// Adds (or renews) `device`'s leg in room `call` and returns the SDP answer to `offer`.
-    fn join(&self, call: i64, device: i64, offer: String) -> RelayFuture<'_>;
+    /// Adds `device`'s leg in room `call` and returns the SDP answer to `offer`.
+    fn join(&self, call: i64, device: i64, offer: String) -> RelayFuture<'_, Result<String, RelayError>>;
     /// Removes `device`'s leg.
-    fn leave(&self, call: i64, device: i64);
+    fn leave(&self, call: i64, device: i64) -> RelayFuture<'_, ()>;
     /// Closes the room and every leg in it.
-    fn close(&self, call: i64);
+    fn close(&self, call: i64) -> RelayFuture<'_, ()>;
+}
+
+/// The server's own relay, `parley-rtc`'s SFU.
+pub struct SfuRelay(parley_rtc::sfu::SfuHandle);
+
+impl SfuRelay {
+    /// Signalling over the running relay `handle`.
+    pub fn new(handle: parley_rtc::sfu::SfuHandle) -> SfuRelay {
+        SfuRelay(handle)
+    }
+}
+
+impl MediaRelay for SfuRelay {
+    fn join(&self, call: i64, device: i64, offer: String) -> RelayFuture<'_, Result<String, RelayError>> {
+        use parley_rtc::sfu::SfuError as E;
+        Box::pin(async move {
+            match self.0.join(call, device, &offer).await {
+                Ok(joined) => Ok(joined.answer_sdp),
+                Err(
+                    e @ (E::MalformedSdp(_)
+                    | E::RejectedSdp(_)
+                    | E::OfferTooLarge { .. }
+                    | E::TooManyMediaLines { .. }),
+                ) => Err(RelayError::BadOffer(e.to_string())),
+                Err(e) => Err(RelayError::Failed(e.to_string())),
+            }
+        })
+    }
+    fn leave(&self, call: i64, device: i64) -> RelayFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.0.leave(call, device).await {
+                tracing::debug!(call, error = %e, "media leg not removed");
+            }
+        })
+    }
+    fn close(&self, call: i64) -> RelayFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.0.close_call(call).await {
+                tracing::debug!(call, error = %e, "media room not closed");
+            }
+        })
+    }
 }
 
 /// Used while no relay is configured: calls still ring and end, but a
@@ -68,11 +110,15 @@ pub trait MediaRelay: Send + Sync {
 struct NoRelay;
 
 impl MediaRelay for NoRelay {
-    fn join(&self, _: i64, _: i64, _: String) -> RelayFuture<'_> {
+    fn join(&self, _: i64, _: i64, _: String) -> RelayFuture<'_, Result<String, RelayError>> {
         Box::pin(async { Err(RelayError::Unavailable) })
     }
-    fn leave(&self, _: i64, _: i64) {}
-    fn close(&self, _: i64) {}
+    fn leave(&self, _: i64, _: i64) -> RelayFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    fn close(&self, _: i64) -> RelayFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The node's calls: the switchboard, its timer wake-up, the relay.
@@ -275,8 +321,8 @@ async fn perform(ctx: &Ctx, work: Vec<Work>) {
                     ctx.hub.push_encoded(&users, &bytes);
                 }
             }
-            Work::Leave(call, device) => ctx.calls.relay().leave(call, device),
-            Work::Close(call) => ctx.calls.relay().close(call),
+            Work::Leave(call, device) => ctx.calls.relay().leave(call, device).await,
+            Work::Close(call) => ctx.calls.relay().close(call).await,
             Work::Record(r) => write_record(ctx, r).await,
         }
     }
@@ -478,7 +524,7 @@ pub(super) async fn answer(ctx: &Ctx, conn: &mut Conn, r: pb::AnswerCall) -> Rep
         Answered::Rejoined => {
             // A renewed leg replaces the old one, which died with the old connection.
             if offer.is_some() {
-                ctx.calls.relay().leave(call.0, auth.session_id);
+                ctx.calls.relay().leave(call.0, auth.session_id).await;
             }
             Ok(Resp::CallJoined(join_media(ctx, call, auth, offer).await?))
         }
