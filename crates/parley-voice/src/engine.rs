@@ -1,0 +1,188 @@
+//! The audio task: the tokio driver around the sans-IO media objects.
+//!
+//! One task owns the [`AudioSender`], the [`AudioReceiver`] and the peer, and on one 20 ms
+//! interval both sends a frame and pulls one for playout, so capture and playout share a
+//! clock and neither can drift against the other. Received packets go into the jitter buffer
+//! as they come, stamped with their socket arrival time; the jitter buffer decides when they
+//! play. Ticks missed under load are caught up in a burst rather than skipped: a skipped
+//! tick would be a hole in the outgoing stream and an underrun at the far end.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parley_media::{AudioReceiver, AudioSender, AudioSink, AudioSource, FRAME_US, MediaError};
+use parley_rtc::peer::{ConnectionState, EncodedAudio, Peer, PeerError, PeerEvent};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use crate::stats::CallStats;
+
+/// The receive slot a 1:1 call's voice arrives on.
+const MAIN_SLOT: usize = 0;
+
+/// What the audio task hands back when it stops.
+pub(crate) struct Stopped<K> {
+    pub sink: K,
+    pub stats: CallStats,
+}
+
+/// Controls of a running audio task.
+pub(crate) struct EngineHandle<K> {
+    stop: Option<oneshot::Sender<()>>,
+    mute: watch::Sender<bool>,
+    stats: watch::Receiver<CallStats>,
+    task: JoinHandle<Result<Stopped<K>, MediaError>>,
+}
+
+impl<K: AudioSink + Send + 'static> EngineHandle<K> {
+    /// Starts the audio task on the current runtime.
+    pub fn spawn<S: AudioSource + Send + 'static>(
+        peer: Peer,
+        events: mpsc::Receiver<PeerEvent>,
+        sender: AudioSender<S>,
+        receiver: AudioReceiver<K>,
+    ) -> EngineHandle<K> {
+        let (stop, stop_rx) = oneshot::channel();
+        let (mute, mute_rx) = watch::channel(false);
+        let (stats_tx, stats) = watch::channel(CallStats::default());
+        let engine = Engine {
+            peer,
+            events,
+            sender,
+            receiver,
+            stats: CallStats::default(),
+            epoch: Instant::now(),
+        };
+        let task = tokio::spawn(engine.run(stop_rx, mute_rx, stats_tx));
+        EngineHandle {
+            stop: Some(stop),
+            mute,
+            stats,
+            task,
+        }
+    }
+
+    pub fn set_muted(&self, muted: bool) {
+        self.mute.send_replace(muted);
+    }
+
+    pub fn stats(&self) -> watch::Receiver<CallStats> {
+        self.stats.clone()
+    }
+
+    /// Stops the task, closing the media leg, and gives back the sink.
+    pub async fn stop(mut self) -> Result<Stopped<K>, crate::VoiceError> {
+        if let Some(stop) = self.stop.take() {
+            // The task may have stopped on its own already (peer closed); then it is
+            // waiting to be joined and the send simply fails.
+            let _ = stop.send(());
+        }
+        match self.task.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(crate::VoiceError::EngineStopped),
+        }
+    }
+}
+
+struct Engine<S, K> {
+    peer: Peer,
+    events: mpsc::Receiver<PeerEvent>,
+    sender: AudioSender<S>,
+    receiver: AudioReceiver<K>,
+    stats: CallStats,
+    epoch: Instant,
+}
+
+impl<S: AudioSource, K: AudioSink> Engine<S, K> {
+    async fn run(
+        mut self,
+        mut stop: oneshot::Receiver<()>,
+        mut mute: watch::Receiver<bool>,
+        stats_tx: watch::Sender<CallStats>,
+    ) -> Result<Stopped<K>, MediaError> {
+        let mut tick = tokio::time::interval(Duration::from_micros(FRAME_US));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => break Ok(()),
+                changed = mute.changed() => {
+                    if changed.is_err() {
+                        break Ok(());
+                    }
+                    let muted = *mute.borrow_and_update();
+                    self.sender.set_muted(muted);
+                    self.stats.muted = muted;
+                }
+                event = self.events.recv() => match event {
+                    Some(event) => {
+                        if !self.on_peer_event(event) {
+                            break Ok(());
+                        }
+                    }
+                    None => break Ok(()),
+                },
+                _ = tick.tick() => {
+                    if let Err(e) = self.on_tick() {
+                        break Err(e);
+                    }
+                    stats_tx.send_replace(self.stats.clone());
+                }
+            }
+        };
+        stats_tx.send_replace(self.stats.clone());
+        self.peer.close().await;
+        outcome.map(|()| Stopped {
+            sink: self.receiver.into_sink(),
+            stats: self.stats,
+        })
+    }
+
+    /// Returns false once the leg is closed for good.
+    fn on_peer_event(&mut self, event: PeerEvent) -> bool {
+        match event {
+            PeerEvent::Audio(packet) if packet.slot == MAIN_SLOT => {
+                let arrival = self.micros_since_epoch(packet.arrival);
+                // The jitter buffer works on 16-bit RTP sequence numbers and unwraps them itself.
+                self.receiver.insert(
+                    packet.seq_no as u16,
+                    packet.rtp_timestamp,
+                    arrival,
+                    &packet.payload,
+                );
+            }
+            PeerEvent::Audio(_) => {}
+            PeerEvent::State(ConnectionState::Connected) => self.stats.connected = true,
+            PeerEvent::State(ConnectionState::Disconnected) => self.stats.connected = false,
+            PeerEvent::State(ConnectionState::Closed) => {
+                self.stats.connected = false;
+                return false;
+            }
+            PeerEvent::Stats(transport) => self.stats.transport = transport,
+        }
+        true
+    }
+
+    fn on_tick(&mut self) -> Result<(), MediaError> {
+        // The source is read even before the leg is up, so it keeps real time.
+        if let Some(frame) = self.sender.next_frame()? {
+            let audio = EncodedAudio::new(frame.rtp_timestamp, Bytes::from(frame.payload));
+            match self.peer.send_audio(audio) {
+                Ok(()) => self.stats.frames_sent += 1,
+                // Stale audio is worse than none: frames the leg cannot take now are dropped.
+                Err(PeerError::NotConnected | PeerError::QueueFull) => {}
+                Err(e) => tracing::debug!(error = %e, "audio frame not sent"),
+            }
+        }
+        let now = self.micros_since_epoch(Instant::now());
+        self.receiver.pull(now)?;
+        self.stats.receive = self.receiver.stats();
+        self.stats.elapsed = self.epoch.elapsed();
+        Ok(())
+    }
+
+    fn micros_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+}

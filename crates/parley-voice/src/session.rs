@@ -1,0 +1,323 @@
+//! [`VoiceCall`]: one call on one device, from the signalling request to the hang-up.
+//!
+//! Placing and answering share one shape: make the peer's SDP offer, send it with the
+//! signalling request, apply the relay's answer from the response, start the audio task and
+//! wait for the media leg to connect. A watcher task follows the call's events on the SDK's
+//! event stream (subscribed before the request, so an answer that comes at once is not
+//! missed) and publishes the call's [`CallPhase`].
+
+use std::time::Duration;
+
+use parley_client::{Client, ClientEvent, pb};
+use parley_media::{AudioReceiver, AudioSender, AudioSink, AudioSource};
+use parley_rtc::peer::{Peer, PeerConfig, PeerEvent};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::engine::EngineHandle;
+use crate::{CallOptions, CallStats, VoiceError};
+
+/// How long [`VoiceCall::hang_up`] waits for the server to confirm the end of the call.
+const END_CONFIRM_WAIT: Duration = Duration::from_secs(3);
+
+/// How an ended call ended, as the server reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallEnd {
+    /// Completed, missed, declined, cancelled or busy.
+    pub outcome: pb::CallOutcome,
+    /// Connected time.
+    pub duration: Duration,
+    /// A participant's connection was lost and did not come back in time.
+    pub connection_lost: bool,
+}
+
+impl From<pb::CallEnded> for CallEnd {
+    fn from(e: pb::CallEnded) -> Self {
+        CallEnd {
+            outcome: e.outcome(),
+            duration: Duration::from_millis(e.duration_ms),
+            connection_lost: e.connection_lost,
+        }
+    }
+}
+
+/// Where the call stands in signalling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallPhase {
+    /// The callee's devices ring.
+    Ringing,
+    /// Someone answered.
+    Connected,
+    /// The call is over.
+    Ended(CallEnd),
+}
+
+/// What a call leaves behind: the sink (to finish a recording or analyse it) and the last
+/// statistics.
+#[derive(Debug)]
+pub struct Finished<K> {
+    /// The sink the received audio was played into.
+    pub sink: K,
+    /// Statistics at the end.
+    pub stats: CallStats,
+    /// How the call ended, if the server said so before the media stopped.
+    pub end: Option<CallEnd>,
+}
+
+/// A voice call in progress on this device, with its media running.
+pub struct VoiceCall<K> {
+    client: Client,
+    info: pb::CallInfo,
+    phase: watch::Receiver<CallPhase>,
+    watcher: JoinHandle<()>,
+    engine: EngineHandle<K>,
+}
+
+impl<K: AudioSink + Send + 'static> VoiceCall<K> {
+    /// Calls the other member of direct conversation `conv_id` (or joins the call already
+    /// active there), sending `source` and playing the answer into `sink`. Returns once the
+    /// media leg is connected; the callee may still be ringing.
+    pub async fn place<S: AudioSource + Send + 'static>(
+        client: &Client,
+        conv_id: i64,
+        source: S,
+        sink: K,
+        options: CallOptions,
+    ) -> Result<VoiceCall<K>, VoiceError> {
+        let (peer, events, offer) = new_peer(&options).await?;
+        let rx = client.events();
+        let joined = client.start_call(conv_id, pb::MediaKind::Audio, &offer).await?;
+        Self::start(client, joined, rx, peer, events, source, sink, options).await
+    }
+
+    /// Accepts incoming call `call_id` on this device.
+    pub async fn answer<S: AudioSource + Send + 'static>(
+        client: &Client,
+        call_id: i64,
+        source: S,
+        sink: K,
+        options: CallOptions,
+    ) -> Result<VoiceCall<K>, VoiceError> {
+        let (peer, events, offer) = new_peer(&options).await?;
+        let rx = client.events();
+        let joined = client.answer_call(call_id, true, &offer).await?;
+        // Accepting always answers with the call; `None` only comes back for a decline.
+        let joined = joined.ok_or(VoiceError::NoMedia)?;
+        Self::start(client, joined, rx, peer, events, source, sink, options).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start<S: AudioSource + Send + 'static>(
+        client: &Client,
+        joined: pb::CallJoined,
+        rx: broadcast::Receiver<ClientEvent>,
+        peer: Peer,
+        events: mpsc::Receiver<PeerEvent>,
+        source: S,
+        sink: K,
+        options: CallOptions,
+    ) -> Result<VoiceCall<K>, VoiceError> {
+        let info = joined.call.unwrap_or_default();
+        let call_id = info.call_id;
+        let setup = async {
+            if joined.sdp_answer.is_empty() {
+                return Err(VoiceError::NoMedia);
+            }
+            peer.accept_answer(&joined.sdp_answer).await?;
+            // WebRTC starts each stream's RTP clock at a random point.
+            let sender = AudioSender::new(source, options.encoder, rand::random())?;
+            let receiver = AudioReceiver::new(options.jitter, sink)?;
+            Ok((sender, receiver))
+        };
+        let (sender, receiver) = match setup.await {
+            Ok(parts) => parts,
+            Err(e) => {
+                let _ = client.hang_up(call_id).await;
+                return Err(e);
+            }
+        };
+        let initial = match info.state() {
+            pb::CallState::Connected => CallPhase::Connected,
+            _ => CallPhase::Ringing,
+        };
+        let (phase_tx, phase) = watch::channel(initial);
+        let watcher = tokio::spawn(watch_call(rx, call_id, phase_tx));
+        let call = VoiceCall {
+            client: client.clone(),
+            info,
+            phase,
+            watcher,
+            engine: EngineHandle::spawn(peer, events, sender, receiver),
+        };
+        if let Err(e) = call.wait_media(options.connect_timeout).await {
+            let _ = call.hang_up().await;
+            return Err(e);
+        }
+        Ok(call)
+    }
+
+    /// The call's id.
+    pub fn call_id(&self) -> i64 {
+        self.info.call_id
+    }
+
+    /// The call as the server described it when this device joined.
+    pub fn info(&self) -> &pb::CallInfo {
+        &self.info
+    }
+
+    /// Where the call stands now.
+    pub fn phase(&self) -> CallPhase {
+        *self.phase.borrow()
+    }
+
+    /// A receiver of phase changes.
+    pub fn phases(&self) -> watch::Receiver<CallPhase> {
+        self.phase.clone()
+    }
+
+    /// The latest statistics.
+    pub fn stats(&self) -> CallStats {
+        self.engine.stats().borrow().clone()
+    }
+
+    /// A receiver of statistics, updated every 20 ms.
+    pub fn stats_watch(&self) -> watch::Receiver<CallStats> {
+        self.engine.stats()
+    }
+
+    /// Mutes or unmutes this device's microphone side (encoded silence keeps flowing).
+    pub fn set_muted(&self, muted: bool) {
+        self.engine.set_muted(muted);
+    }
+
+    /// Waits until the media leg is connected.
+    pub async fn wait_media(&self, within: Duration) -> Result<(), VoiceError> {
+        let mut stats = self.engine.stats();
+        let connected = tokio::time::timeout(within, stats.wait_for(|s| s.connected)).await;
+        match connected {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(VoiceError::EngineStopped),
+            Err(_) => Err(VoiceError::ConnectTimeout(within)),
+        }
+    }
+
+    /// Waits until someone answers; `Err` with how it ended if it ends first.
+    pub async fn wait_answered(&mut self) -> Result<(), CallEnd> {
+        match self.phase.wait_for(|p| *p != CallPhase::Ringing).await {
+            Ok(p) => match *p {
+                CallPhase::Ended(end) => Err(end),
+                _ => Ok(()),
+            },
+            // The watcher only stops after an end (or with the client), so treat it as lost.
+            Err(_) => Err(lost()),
+        }
+    }
+
+    /// Waits until the call ends (the other side hangs up, the call is missed …).
+    pub async fn ended(&mut self) -> CallEnd {
+        match self.phase.wait_for(|p| matches!(p, CallPhase::Ended(_))).await {
+            Ok(p) => match *p {
+                CallPhase::Ended(end) => end,
+                _ => lost(),
+            },
+            Err(_) => lost(),
+        }
+    }
+
+    /// Hangs up (cancels a call still ringing), stops the media and gives back the sink.
+    pub async fn hang_up(mut self) -> Result<Finished<K>, VoiceError> {
+        if !matches!(self.phase(), CallPhase::Ended(_)) {
+            match self.client.hang_up(self.info.call_id).await {
+                Ok(()) => {}
+                // Ended meanwhile by the other side: nothing left to hang up.
+                Err(e) if e.code() == Some(pb::ErrorCode::NotFound) => {}
+                Err(e) => {
+                    let _ = self.finish().await;
+                    return Err(e.into());
+                }
+            }
+            // A 1:1 call ends with the hang-up; the confirmation carries the outcome.
+            let _ = tokio::time::timeout(END_CONFIRM_WAIT, self.ended()).await;
+        }
+        self.finish().await
+    }
+
+    /// Stops the media without signalling (for a call that has already ended) and gives back
+    /// the sink.
+    pub async fn finish(self) -> Result<Finished<K>, VoiceError> {
+        let end = match *self.phase.borrow() {
+            CallPhase::Ended(end) => Some(end),
+            _ => None,
+        };
+        self.watcher.abort();
+        let stopped = self.engine.stop().await?;
+        Ok(Finished {
+            sink: stopped.sink,
+            stats: stopped.stats,
+            end,
+        })
+    }
+}
+
+/// An end for a call whose event stream went away (the client closed).
+fn lost() -> CallEnd {
+    CallEnd {
+        outcome: pb::CallOutcome::Unspecified,
+        duration: Duration::ZERO,
+        connection_lost: true,
+    }
+}
+
+async fn new_peer(options: &CallOptions) -> Result<(Peer, mpsc::Receiver<PeerEvent>, String), VoiceError> {
+    let (peer, events) = Peer::new(PeerConfig {
+        bind: options.bind,
+        // 1:1 calls: the one sendrecv line carries both directions.
+        recv_only_audio: 0,
+        ..PeerConfig::default()
+    })?;
+    let offer = peer.create_offer().await?;
+    Ok((peer, events, offer))
+}
+
+/// Follows one call's events and publishes its phase until it ends.
+async fn watch_call(mut rx: broadcast::Receiver<ClientEvent>, call_id: i64, phase: watch::Sender<CallPhase>) {
+    use pb::event::Kind as Ev;
+    loop {
+        let event = match rx.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "call watcher fell behind the event stream");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        match event {
+            ClientEvent::Server(Ev::CallAccepted(a)) if a.call_id == call_id => {
+                phase.send_if_modified(|p| {
+                    let ringing = *p == CallPhase::Ringing;
+                    if ringing {
+                        *p = CallPhase::Connected;
+                    }
+                    ringing
+                });
+            }
+            ClientEvent::Server(Ev::CallEnded(e)) if e.call_id == call_id => {
+                phase.send_replace(CallPhase::Ended(e.into()));
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Waits on `events` for the next incoming call; `None` when the stream ends.
+pub async fn next_incoming_call(events: &mut broadcast::Receiver<ClientEvent>) -> Option<pb::CallInfo> {
+    loop {
+        match events.recv().await {
+            Ok(ClientEvent::Server(pb::event::Kind::CallIncoming(call))) => return Some(call),
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}

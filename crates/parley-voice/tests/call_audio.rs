@@ -1,0 +1,192 @@
+//! A voice call end to end: two SDK clients who are friends call each other through a real
+//! in-process server (signalling over TLS, media through its relay over loopback UDP with
+//! DTLS-SRTP), each sending a different tone. Each side must hear the other's tone, the
+//! jitter buffer must not conceal anything once playing at 0 % loss, and the call must leave
+//! a completed call record with its duration in the conversation.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use parley_client::pb::{self, event::Kind as Ev};
+use parley_client::{Client, ClientConfig, ClientEvent, Trust};
+use parley_media::analysis::dominant_frequency;
+use parley_media::{MemorySink, ToneSource};
+use parley_server::{Config, ServerHandle, TlsMode};
+use parley_voice::{CallOptions, CallPhase, CallStats, VoiceCall, next_incoming_call};
+use tokio::sync::{broadcast, watch};
+
+const WAIT: Duration = Duration::from_secs(10);
+/// Frames (20 ms) after playout starts that may still be start-up.
+const STARTUP_FRAMES: u64 = 50;
+/// Frames each side must play in all: three seconds of call.
+const CALL_FRAMES: u64 = 150;
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+async fn start_server(dir: &std::path::Path) -> ServerHandle {
+    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let cfg = Config {
+        listen: loopback(0),
+        http_listen: loopback(0),
+        media_listen: Some(loopback(0)),
+        database: format!("sqlite://{}", dir.join("parley.db").display()),
+        data_dir: dir.to_path_buf(),
+        tls: TlsMode::SelfSigned,
+        ..Config::default()
+    };
+    parley_server::start(cfg).await.unwrap()
+}
+
+async fn user(server: &ServerHandle, name: &str) -> (Client, pb::User) {
+    let mut cfg = ClientConfig::new(
+        server.client_addr.to_string(),
+        Trust::Pinned(server.fingerprint.clone().unwrap_or_default()),
+    );
+    cfg.server_name = "localhost".into();
+    let client = Client::connect(cfg).await.unwrap();
+    let password = format!("password-{name}");
+    client.register(name, name, &password).await.unwrap();
+    let logged_in = client.login(name, &password).await.unwrap();
+    (client, logged_in.user.unwrap())
+}
+
+fn loopback_options() -> CallOptions {
+    CallOptions {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..CallOptions::default()
+    }
+}
+
+/// Waits until the receiver has played `frames` frames; returns that snapshot.
+async fn played(stats: &mut watch::Receiver<CallStats>, frames: u64) -> CallStats {
+    let wait = stats.wait_for(|s| s.receive.frames_played >= frames);
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("audio plays in time")
+        .expect("audio task running")
+        .clone()
+}
+
+async fn call_record(rx: &mut broadcast::Receiver<ClientEvent>, conv: i64) -> pb::Message {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(ClientEvent::Server(Ev::Message(m)))
+                    if m.conv_id == conv && m.kind == pb::MessageKind::CallRecord as i32 =>
+                {
+                    return m;
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, wait).await.expect("a call record")
+}
+
+fn assert_tone(samples: &[i16], hz: f64, who: &str) {
+    let measured = dominant_frequency(samples).unwrap_or_else(|| panic!("{who} heard nothing"));
+    assert!(
+        (measured - hz).abs() < 5.0,
+        "{who} heard {measured:.1} Hz, expected {hz} Hz"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn friends_hear_each_others_tone_through_the_relay() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let (ann, _) = user(&server, "ann").await;
+    let (ben, ben_user) = user(&server, "ben").await;
+    ann.send_friend_request(ben_user.id, "").await.unwrap();
+    let request = ben.friend_requests().await.unwrap().incoming[0].id;
+    ben.answer_friend_request(request, true).await.unwrap();
+    let conv = ann.open_direct(ben_user.id).await.unwrap().id;
+    let mut ben_events = ben.events();
+
+    let caller_source = ToneSource::new(440.0, 0.3).unwrap();
+    let mut ann_call = VoiceCall::place(&ann, conv, caller_source, MemorySink::new(20), loopback_options())
+        .await
+        .unwrap();
+    assert_eq!(ann_call.phase(), CallPhase::Ringing);
+    let incoming = tokio::time::timeout(WAIT, next_incoming_call(&mut ben_events))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(incoming.call_id, ann_call.call_id());
+    let callee_source = ToneSource::new(660.0, 0.3).unwrap();
+    let mut ben_call = VoiceCall::answer(
+        &ben,
+        incoming.call_id,
+        callee_source,
+        MemorySink::new(20),
+        loopback_options(),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(WAIT, ann_call.wait_answered())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let (mut ann_stats, mut ben_stats) = (ann_call.stats_watch(), ben_call.stats_watch());
+    let ann_startup = played(&mut ann_stats, STARTUP_FRAMES).await;
+    let ben_startup = played(&mut ben_stats, STARTUP_FRAMES).await;
+    let ann_steady = played(&mut ann_stats, CALL_FRAMES).await;
+    let ben_steady = played(&mut ben_stats, CALL_FRAMES).await;
+    for (who, startup, steady) in [
+        ("ann", &ann_startup, &ann_steady),
+        ("ben", &ben_startup, &ben_steady),
+    ] {
+        assert_eq!(
+            steady.receive.concealed_frames, startup.receive.concealed_frames,
+            "{who} concealed frames after start-up: {:?}",
+            steady.receive
+        );
+        assert!(
+            steady.connected && steady.frames_sent >= CALL_FRAMES,
+            "{who}: {steady:?}"
+        );
+        assert!(
+            steady.jitter_buffer_delay_ms() < 200.0,
+            "{who}: {:?}",
+            steady.receive
+        );
+        println!("{who}: {}", steady.summary());
+    }
+
+    let ann_done = ann_call.hang_up().await.unwrap();
+    let end = tokio::time::timeout(WAIT, ben_call.ended()).await.unwrap();
+    assert_eq!(end.outcome, pb::CallOutcome::Completed);
+    assert_eq!(ann_done.end, Some(end), "both sides see the same end");
+    assert!(end.duration >= Duration::from_secs(2), "{end:?}");
+    let ben_done = ben_call.finish().await.unwrap();
+
+    assert_tone(ann_done.sink.samples(), 660.0, "ann");
+    assert_tone(ben_done.sink.samples(), 440.0, "ben");
+
+    let record = call_record(&mut ben_events, conv).await;
+    let history = ben.history(conv, 0, 20).await.unwrap();
+    let stored = history
+        .messages
+        .iter()
+        .find(|m| m.seq == record.seq)
+        .expect("the call record is in the history");
+    let details = stored.call.expect("call details");
+    assert_eq!(details.outcome(), pb::CallOutcome::Completed);
+    assert_eq!(details.call_id, incoming.call_id);
+    assert_eq!(Duration::from_millis(details.duration_ms), end.duration);
+
+    ann.close().await;
+    ben.close().await;
+    server.shutdown().await;
+}
