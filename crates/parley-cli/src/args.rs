@@ -164,6 +164,39 @@ pub enum Command {
         #[command(subcommand)]
         command: AvatarCommand,
     },
+    /// Voice-call USER (or conversation ID) with a tone or a WAV file, headless
+    Call {
+        /// A username or a direct conversation id
+        #[arg(value_name = "USER|CONV_ID")]
+        target: String,
+        #[command(flatten)]
+        media: CallMediaArgs,
+    },
+    /// Wait for a voice call and answer it, headless
+    Answer {
+        /// Answer the next incoming call without asking (the only mode for now)
+        #[arg(long, required = true)]
+        auto: bool,
+        #[command(flatten)]
+        media: CallMediaArgs,
+    },
+}
+
+/// Audio of `call` and `answer`.
+#[derive(Args, Debug)]
+pub struct CallMediaArgs {
+    /// Send this WAV file (any rate and channel count) instead of a tone
+    #[arg(long, value_name = "FILE", conflicts_with = "tone")]
+    pub audio_file: Option<PathBuf>,
+    /// Send a sine tone of this frequency
+    #[arg(long, value_name = "HZ", default_value_t = 440.0)]
+    pub tone: f64,
+    /// Record what you hear to this WAV file
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Hang up after this many seconds connected [default: when the other side does]
+    #[arg(long, value_name = "N")]
+    pub seconds: Option<u64>,
 }
 
 /// Who a message goes to: a user (direct chat) or, with `--conv`, any
@@ -372,6 +405,34 @@ mod tests {
         let cli = Cli::try_parse_from(["parley-cli", "search", "--users", "bo"]).unwrap();
         assert!(matches!(cli.command, Command::Search { users: true, .. }));
         assert!(Cli::try_parse_from(["parley-cli", "search", "--users", "--conv", "1", "x"]).is_err());
+    }
+
+    #[test]
+    fn call_commands_parse() {
+        let cli =
+            Cli::try_parse_from(["parley-cli", "call", "bob", "--tone", "660", "--seconds", "3"]).unwrap();
+        let Command::Call { target, media } = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (target.as_str(), media.tone, media.seconds),
+            ("bob", 660.0, Some(3))
+        );
+        let cli = Cli::try_parse_from(["parley-cli", "answer", "--auto", "--record", "out.wav"]).unwrap();
+        assert!(matches!(cli.command, Command::Answer { auto: true, ref media } if media.record.is_some()));
+        assert!(Cli::try_parse_from(["parley-cli", "answer"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "parley-cli",
+                "call",
+                "bob",
+                "--tone",
+                "1",
+                "--audio-file",
+                "a.wav"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

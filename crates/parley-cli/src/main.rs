@@ -8,6 +8,7 @@
 
 mod account;
 mod args;
+mod call;
 mod chat;
 mod context;
 mod failure;
@@ -94,5 +95,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Download { file_id, output } => messages::download(&ctx, file_id, output).await,
         Command::Group { command } => groups::group(&ctx, command).await,
         Command::Avatar { command } => groups::avatar(&ctx, command).await,
+        Command::Call { target, media } => call::call(&ctx, target, media.into()).await,
+        Command::Answer { auto: _, media } => call::answer(&ctx, media.into()).await,
     }
 }
