@@ -48,6 +48,18 @@ impl CallStats {
         self.receive.concealed_ratio()
     }
 
+    fn link_text(&self) -> &'static str {
+        match (
+            self.connected,
+            self.transport.packets_in + self.transport.packets_out,
+        ) {
+            (true, _) => "connected",
+            (false, 0) => "connecting",
+            // Packets flowed once, so the leg was up and is gone now (or for the moment).
+            (false, _) => "disconnected",
+        }
+    }
+
     /// One line for a terminal.
     pub fn summary(&self) -> String {
         let rtt = self
@@ -55,7 +67,7 @@ impl CallStats {
             .map_or_else(|| "-".to_string(), |d| format!("{} ms", d.as_millis()));
         format!(
             "{} rtt {rtt} loss {:.1}% jitter {:.1} ms buffer {:.0} ms concealed {:.1}% in {} kbit/s out {} kbit/s{}",
-            if self.connected { "connected" } else { "connecting" },
+            self.link_text(),
             self.loss() * 100.0,
             self.jitter_ms(),
             self.jitter_buffer_delay_ms(),
