@@ -31,9 +31,10 @@ pub fn run_tag() -> String {
     format!("b{:05x}{:x}_", secs & 0xfffff, std::process::id() & 0xff)
 }
 
-/// An SDK configuration pinned to the target.
-pub fn client_config(target: &Target, message_sync: bool) -> ClientConfig {
-    let mut cfg = ClientConfig::new(target.addr.to_string(), Trust::Pinned(target.fingerprint.clone()));
+/// An SDK configuration for user number `i`, pinned to the node it connects to.
+pub fn client_config(target: &Target, i: usize, message_sync: bool) -> ClientConfig {
+    let node = target.node_for(i);
+    let mut cfg = ClientConfig::new(node.addr.to_string(), Trust::Pinned(node.fingerprint.clone()));
     cfg.device_name = "parley-bench".into();
     cfg.client_name = "parley-bench".into();
     cfg.message_sync = message_sync;
@@ -51,10 +52,9 @@ pub async fn users(
     devices: usize,
     message_sync: bool,
 ) -> anyhow::Result<Vec<User>> {
-    let cfg = client_config(target, message_sync);
     stream::iter(0..count)
         .map(|i| {
-            let cfg = cfg.clone();
+            let cfg = client_config(target, i, message_sync);
             let name = format!("{tag}{i}");
             async move {
                 user(cfg, &name, devices.max(1))

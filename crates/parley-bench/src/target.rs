@@ -71,15 +71,29 @@ pub struct TargetArgs {
     /// Parent directory for the server's temporary data directory (default: the system's).
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Spawn this many server nodes sharing the database and a NATS cluster; clients are
+    /// spread over them round-robin (needs --spawn-server and --database mysql).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// NATS server the nodes route through when --nodes > 1.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub cluster: String,
 }
 
 /// Limits set very high on servers the benchmark starts, so they measure capacity, not policy.
 const UNLIMITED: u32 = 1_000_000_000;
 
 enum Kind {
-    InProcess(parley_server::ServerHandle),
-    Spawned(Child),
+    InProcess(Box<parley_server::ServerHandle>),
+    Spawned(Vec<Child>),
     External,
+}
+
+/// One node of a multi-node target: where clients connect and which certificate to pin.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub addr: SocketAddr,
+    pub fingerprint: String,
 }
 
 /// A running server under test.
@@ -94,7 +108,11 @@ pub struct Target {
     pub mode: &'static str,
     /// Database URL the server uses (for the baseline), if this benchmark chose it.
     pub database_url: Option<String>,
+    /// Every node (one unless --nodes); the first is `addr`/`fingerprint`.
+    pub nodes: Vec<Node>,
     pid: Option<u32>,
+    /// Processes of the other nodes, added into `sample`.
+    other_pids: Vec<u32>,
     kind: Kind,
     connector: Option<TlsConnector>,
     dir: Option<tempfile::TempDir>,
@@ -112,13 +130,19 @@ impl Target {
             let connector = crate::tls::pinned_connector(&fingerprint)?;
             let welcome = crate::raw::hello(Some(&connector), addr, None).await?;
             let http = SocketAddr::new(addr.ip(), u16::try_from(welcome.http_port).unwrap_or(0));
+            let fingerprint = crate::tls::normalize_fingerprint(&fingerprint);
             return Ok(Target {
                 addr,
                 http: Some(http),
-                fingerprint: crate::tls::normalize_fingerprint(&fingerprint),
+                nodes: vec![Node {
+                    addr,
+                    fingerprint: fingerprint.clone(),
+                }],
+                fingerprint,
                 mode: "external",
                 database_url: None,
                 pid: args.server_pid,
+                other_pids: Vec::new(),
                 kind: Kind::External,
                 connector: Some(connector),
                 dir: None,
@@ -131,6 +155,10 @@ impl Target {
             None => tempfile::Builder::new().prefix("parley-bench-").tempdir()?,
         };
         let url = prepare_database(db, dir.path()).await?;
+        anyhow::ensure!(
+            args.nodes <= 1 || (args.spawn_server && matches!(db.database, DbKind::Mysql)),
+            "--nodes needs --spawn-server and --database mysql (the nodes share one database)"
+        );
         if args.spawn_server {
             Self::spawn(args, url, dir, max_connections).await
         } else {
@@ -173,11 +201,16 @@ impl Target {
             addr: handle.client_addr,
             http: Some(handle.http_addr),
             connector: connector_for(&fingerprint)?,
+            nodes: vec![Node {
+                addr: handle.client_addr,
+                fingerprint: fingerprint.clone(),
+            }],
             fingerprint,
             mode: "in-process",
             database_url: Some(url),
             pid: None,
-            kind: Kind::InProcess(handle),
+            other_pids: Vec::new(),
+            kind: Kind::InProcess(Box::new(handle)),
             dir: Some(dir),
         })
     }
@@ -200,19 +233,73 @@ impl Target {
             "server binary {} not found (use --server-bin)",
             bin.display()
         );
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let count = args.nodes.max(1);
+        // One cluster name per run, so leftovers of an earlier run on the same NATS stay apart.
+        let cluster_name = format!("bench{}", std::process::id());
+        let mut children = Vec::new();
+        let mut pids = Vec::new();
+        let mut nodes = Vec::new();
+        let mut first_http = None;
+        for k in 0..count {
+            let node_dir = if count == 1 {
+                dir.path().to_path_buf()
+            } else {
+                dir.path().join(format!("node{k}"))
+            };
+            std::fs::create_dir_all(&node_dir)?;
+            let mut cmd = Self::server_command(&bin, args, &url, &node_dir, max_connections)?;
+            if count > 1 {
+                cmd.args(["--cluster", &args.cluster])
+                    .args(["--cluster-name", &cluster_name])
+                    .args(["--node-id", &(k + 1).to_string()]);
+            }
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("starting {}", bin.display()))?;
+            let pid = child.id().context("child has no pid")?;
+            let (addr, http, fingerprint) =
+                Self::wait_listening(&mut child, args.plaintext, &node_dir).await?;
+            first_http.get_or_insert(http);
+            children.push(child);
+            pids.push(pid);
+            nodes.push(Node { addr, fingerprint });
+        }
+        let first = nodes[0].clone();
+        Ok(Target {
+            addr: first.addr,
+            http: first_http,
+            connector: connector_for(&first.fingerprint)?,
+            fingerprint: first.fingerprint,
+            nodes,
+            mode: if count > 1 { "spawned-cluster" } else { "spawned" },
+            database_url: Some(url),
+            pid: pids.first().copied(),
+            other_pids: pids.get(1..).unwrap_or_default().to_vec(),
+            kind: Kind::Spawned(children),
+            dir: Some(dir),
+        })
+    }
+
+    fn server_command(
+        bin: &Path,
+        args: &TargetArgs,
+        url: &str,
+        data_dir: &Path,
+        max_connections: usize,
+    ) -> anyhow::Result<Command> {
+        let log = std::fs::File::create(data_dir.join("server.log"))?;
         let unlimited = UNLIMITED.to_string();
-        let mut cmd = Command::new(&bin);
+        let mut cmd = Command::new(bin);
         cmd.args([
             "--listen",
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
             "--database",
-            &url,
+            url,
         ])
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(data_dir)
         .args(["--max-connections", &max_connections.to_string()])
         .args(["--messages-per-minute", &unlimited])
         .args(["--typing-per-3s", &unlimited])
@@ -233,14 +320,18 @@ impl Target {
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let pid = child.id().context("child has no pid")?;
+        Ok(cmd)
+    }
+
+    /// Reads a spawned server's stdout until it has printed where it listens.
+    async fn wait_listening(
+        child: &mut Child,
+        plaintext: bool,
+        data_dir: &Path,
+    ) -> anyhow::Result<(SocketAddr, SocketAddr, String)> {
         let stdout = child.stdout.take().context("no child stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let (mut addrs, mut fingerprint) = (None, None);
-        let plaintext = args.plaintext;
         let read = async {
             while let Some(line) = lines.next_line().await? {
                 if let Some(rest) = line.strip_prefix("parley-server listening on ") {
@@ -254,7 +345,7 @@ impl Target {
             }
             anyhow::bail!(
                 "server exited before it listened; see {}",
-                dir.path().join("server.log").display()
+                data_dir.join("server.log").display()
             )
         };
         tokio::time::timeout(Duration::from_secs(120), read)
@@ -263,18 +354,7 @@ impl Target {
         // Keep draining stdout (the server logs there) so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let (addr, http) = addrs.context("no listening line")?;
-        let fingerprint = fingerprint.unwrap_or_default();
-        Ok(Target {
-            addr,
-            http: Some(http),
-            connector: connector_for(&fingerprint)?,
-            fingerprint,
-            mode: "spawned",
-            database_url: Some(url),
-            pid: Some(pid),
-            kind: Kind::Spawned(child),
-            dir: Some(dir),
-        })
+        Ok((addr, http, fingerprint.unwrap_or_default()))
     }
 
     /// The server's process, if it is not this one.
@@ -287,9 +367,22 @@ impl Target {
         matches!(self.kind, Kind::InProcess(_))
     }
 
-    /// The server process's CPU and memory now, when it can be read.
+    /// The server's CPU and memory now (summed over every node), when it can be read.
     pub fn sample(&self) -> Option<ProcSample> {
-        self.pid.and_then(sys::sample)
+        let mut total = self.pid.and_then(sys::sample)?;
+        for pid in &self.other_pids {
+            let other = sys::sample(*pid)?;
+            total.cpu += other.cpu;
+            total.rss_kib += other.rss_kib;
+            total.hwm_kib += other.hwm_kib;
+            total.threads += other.threads;
+        }
+        Some(total)
+    }
+
+    /// The node user number `i` connects to (round-robin over the nodes).
+    pub fn node_for(&self, i: usize) -> &Node {
+        &self.nodes[i % self.nodes.len().max(1)]
     }
 
     /// The server's `/metrics`.
@@ -324,19 +417,21 @@ impl Target {
     pub async fn stop(self) -> Option<tempfile::TempDir> {
         match self.kind {
             Kind::InProcess(handle) => handle.shutdown().await,
-            Kind::Spawned(mut child) => {
-                #[cfg(unix)]
-                if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-                    // SAFETY: signals our own child process.
-                    unsafe {
-                        libc::kill(pid, libc::SIGTERM);
+            Kind::Spawned(children) => {
+                for mut child in children {
+                    #[cfg(unix)]
+                    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                        // SAFETY: signals our own child process.
+                        unsafe {
+                            libc::kill(pid, libc::SIGTERM);
+                        }
                     }
-                }
-                if tokio::time::timeout(Duration::from_secs(20), child.wait())
-                    .await
-                    .is_err()
-                {
-                    let _ = child.kill().await;
+                    if tokio::time::timeout(Duration::from_secs(20), child.wait())
+                        .await
+                        .is_err()
+                    {
+                        let _ = child.kill().await;
+                    }
                 }
             }
             Kind::External => {}

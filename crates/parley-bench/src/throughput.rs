@@ -364,6 +364,7 @@ pub async fn run(mut args: ThroughputArgs) -> anyhow::Result<(serde_json::Value,
         "bench": "throughput",
         "machine": sys::machine(),
         "server_mode": mode,
+        "server_nodes": args.target.nodes.max(1),
         "database": args.db.database,
         "mysql_settings": mysql.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
         "config": {
