@@ -2,27 +2,16 @@
 //! relay on loopback): the callee's recording carries the caller's tone, both print the call's
 //! progress and how it ended.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 
 use parley_client::{Client, ClientConfig, Trust};
 use parley_media::analysis::dominant_frequency;
-use parley_server::{Config, ServerHandle, TlsMode};
+use parley_server::{Config, ServerHandle};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 async fn start_server(dir: &Path) -> ServerHandle {
-    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
-    let cfg = Config {
-        listen: loopback(0),
-        http_listen: loopback(0),
-        media_listen: Some(loopback(0)),
-        database: format!("sqlite://{}", dir.join("parley.db").display()),
-        data_dir: dir.to_path_buf(),
-        tls: TlsMode::SelfSigned,
-        ..Config::default()
-    };
-    parley_server::start(cfg).await.unwrap()
+    parley_server::start(Config::loopback(dir)).await.unwrap()
 }
 
 fn cli(server: &ServerHandle, cfg: &Path, args: &[&str]) -> tokio::process::Command {

@@ -6,7 +6,7 @@
 //! MariaDB, PostgreSQL, Redis, NATS, RabbitMQ and Mosquitto.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -305,6 +305,22 @@ fn default_database(data_dir: &std::path::Path) -> String {
 }
 
 impl Config {
+    /// A private server on this machine: every listener (clients, HTTP, media) on an
+    /// ephemeral loopback port, SQLite and the self-signed TLS identity under `data_dir`.
+    /// What tests and local tools start when they need a real server of their own.
+    pub fn loopback(data_dir: &Path) -> Config {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Config {
+            listen: loopback,
+            http_listen: loopback,
+            media_listen: Some(loopback),
+            database: format!("sqlite://{}", data_dir.join("parley.db").display()),
+            data_dir: data_dir.to_path_buf(),
+            tls: TlsMode::SelfSigned,
+            ..Config::default()
+        }
+    }
+
     /// Merges flags (already merged with env by clap) over the TOML file over defaults.
     pub fn resolve(args: Args) -> anyhow::Result<Config> {
         let file = match &args.config {

@@ -11,7 +11,7 @@ use parley_client::pb::{self, event::Kind as Ev};
 use parley_client::{Client, ClientConfig, ClientEvent, Trust};
 use parley_media::analysis::dominant_frequency;
 use parley_media::{MemorySink, ToneSource};
-use parley_server::{Config, ServerHandle, TlsMode};
+use parley_server::{Config, ServerHandle};
 use parley_voice::{CallOptions, CallPhase, CallStats, VoiceCall, next_incoming_call};
 use tokio::sync::{broadcast, watch};
 
@@ -32,17 +32,7 @@ fn init_tracing() {
 }
 
 async fn start_server(dir: &std::path::Path) -> ServerHandle {
-    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
-    let cfg = Config {
-        listen: loopback(0),
-        http_listen: loopback(0),
-        media_listen: Some(loopback(0)),
-        database: format!("sqlite://{}", dir.join("parley.db").display()),
-        data_dir: dir.to_path_buf(),
-        tls: TlsMode::SelfSigned,
-        ..Config::default()
-    };
-    parley_server::start(cfg).await.unwrap()
+    parley_server::start(Config::loopback(dir)).await.unwrap()
 }
 
 async fn user(server: &ServerHandle, name: &str) -> (Client, pb::User) {
