@@ -1,5 +1,6 @@
 //! Measurements on decoded audio for tests and the call-quality harness: which frequency a tone
-//! recording carries, and where it went quiet (the gaps a listener would hear).
+//! recording carries (or, for a mix of voices, how strong each expected tone is), and where it
+//! went quiet (the gaps a listener would hear).
 
 use rustfft::{FftPlanner, num_complex::Complex};
 
@@ -62,6 +63,45 @@ pub fn goertzel_power(samples: &[i16], frequency_hz: f64) -> f64 {
         s1 = s0;
     }
     (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f64
+}
+
+/// Block length of [`tone_amplitudes`]: 100 ms resolves tones 20 Hz apart, and is short enough
+/// that the jitter buffer's time-stretching (which breaks a tone's phase) spoils few blocks.
+const TONE_BLOCK: usize = SAMPLE_RATE as usize / 10;
+
+/// Peak amplitude (in sample units) of each of `frequencies_hz` in `samples`: a Hann-windowed
+/// Goertzel on consecutive 100 ms blocks, averaged over the blocks. Tells which of several
+/// known tones a mixed recording carries, which [`dominant_frequency`] cannot. Empty input or
+/// input shorter than one block gives zeros.
+pub fn tone_amplitudes(samples: &[i16], frequencies_hz: &[f64]) -> Vec<f64> {
+    let window: Vec<f64> = (0..TONE_BLOCK)
+        .map(|i| 0.5 - 0.5 * (std::f64::consts::TAU * i as f64 / TONE_BLOCK as f64).cos())
+        .collect();
+    let gain: f64 = window.iter().sum();
+    let blocks: Vec<&[i16]> = samples.chunks_exact(TONE_BLOCK).collect();
+    frequencies_hz
+        .iter()
+        .map(|&hz| {
+            if blocks.is_empty() {
+                return 0.0;
+            }
+            let coeff = 2.0 * (std::f64::consts::TAU * hz / f64::from(SAMPLE_RATE)).cos();
+            let total: f64 = blocks
+                .iter()
+                .map(|block| {
+                    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+                    for (&x, w) in block.iter().zip(&window) {
+                        let s0 = f64::from(x) * w + coeff * s1 - s2;
+                        s2 = s1;
+                        s1 = s0;
+                    }
+                    let power = (s1 * s1 + s2 * s2 - coeff * s1 * s2).max(0.0);
+                    2.0 * power.sqrt() / gain
+                })
+                .sum();
+            total / blocks.len() as f64
+        })
+        .collect()
 }
 
 /// RMS of each consecutive `frame_len`-sample block (a trailing partial block is ignored).
@@ -142,6 +182,18 @@ mod tests {
     fn goertzel_prefers_the_right_frequency() {
         let x = tone(4_800, 440.0);
         assert!(goertzel_power(&x, 440.0) > 100.0 * goertzel_power(&x, 880.0));
+    }
+
+    #[test]
+    fn measures_each_tone_of_a_mix() {
+        let a = crate::test_tone(48_000, 440.0, 8_000.0);
+        let b = crate::test_tone(48_000, 880.0, 4_000.0);
+        let mix: Vec<i16> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        let amps = tone_amplitudes(&mix, &[440.0, 660.0, 880.0]);
+        assert!((amps[0] - 8_000.0).abs() < 100.0, "{amps:?}");
+        assert!(amps[1] < 10.0, "{amps:?}");
+        assert!((amps[2] - 4_000.0).abs() < 100.0, "{amps:?}");
+        assert_eq!(tone_amplitudes(&mix[..100], &[440.0]), vec![0.0]);
     }
 
     #[test]

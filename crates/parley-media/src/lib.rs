@@ -19,18 +19,20 @@ pub mod codec;
 pub mod device;
 mod error;
 pub mod jitter;
+pub mod mixer;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
 mod stats;
 
-pub use codec::{EncoderConfig, FrameDecoder, OpusDecoder, OpusEncoder};
+pub use codec::{EncoderConfig, FrameDecoder, LossAdaptConfig, LossAdapter, OpusDecoder, OpusEncoder};
 pub use error::MediaError;
 pub use jitter::{JitterBuffer, JitterConfig, Playout};
-pub use pipeline::{AudioReceiver, AudioSender, EncodedFrame};
+pub use mixer::Mixer;
+pub use pipeline::{AudioReceiver, AudioSender, EncodedFrame, GroupReceiver};
 pub use sink::{AudioSink, MemorySink, NullSink, WavSink};
 pub use source::{AudioSource, SilenceSource, SourceStatus, ToneSource, WavSource};
-pub use stats::ReceiveStats;
+pub use stats::{ReceiveStats, VoiceStats};
 
 /// Sample rate of every PCM buffer in this crate and of the Opus RTP clock.
 pub const SAMPLE_RATE: u32 = 48_000;

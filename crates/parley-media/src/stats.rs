@@ -52,3 +52,17 @@ impl ReceiveStats {
         }
     }
 }
+
+/// One voice of a [`GroupReceiver`](crate::GroupReceiver): who it is and how it plays.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct VoiceStats {
+    /// Receive slot the voice arrives on.
+    pub slot: usize,
+    /// The speaker's source id as the relay stamps it, if it does.
+    pub source_id: Option<u32>,
+    /// Jitter buffer and decoder figures of this voice alone.
+    pub receive: ReceiveStats,
+    /// How loud the voice is now, RMS relative to full scale (0..=1), falling off over about
+    /// 200 ms.
+    pub level: f32,
+}

@@ -1,25 +1,27 @@
 //! The audio task: the tokio driver around the sans-IO media objects.
 //!
-//! One task owns the [`AudioSender`], the [`AudioReceiver`] and the peer, and on one 20 ms
+//! One task owns the [`AudioSender`], the [`GroupReceiver`] and the peer, and on one 20 ms
 //! interval both sends a frame and pulls one for playout, so capture and playout share a
-//! clock and neither can drift against the other. Received packets go into the jitter buffer
-//! as they come, stamped with their socket arrival time; the jitter buffer decides when they
-//! play. Ticks missed under load are caught up in a burst rather than skipped: a skipped
-//! tick would be a hole in the outgoing stream and an underrun at the far end.
+//! clock and neither can drift against the other. Received packets go into their slot's
+//! jitter buffer as they come, stamped with their socket arrival time; the jitter buffers
+//! decide when they play, and the voices are mixed into the one sink. Ticks missed under load
+//! are caught up in a burst rather than skipped: a skipped tick would be a hole in the
+//! outgoing stream and an underrun at the far end.
+//!
+//! The transport's statistics (about once a second) carry the loss the relay reports for
+//! what this device sends; the [`LossAdapter`] turns that into the encoder's FEC strength and
+//! bitrate.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parley_media::{AudioReceiver, AudioSender, AudioSink, AudioSource, FRAME_US, MediaError};
+use parley_media::{AudioSender, AudioSink, AudioSource, FRAME_US, GroupReceiver, LossAdapter, MediaError};
 use parley_rtc::peer::{ConnectionState, EncodedAudio, Peer, PeerError, PeerEvent};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::stats::CallStats;
-
-/// The receive slot a 1:1 call's voice arrives on.
-const MAIN_SLOT: usize = 0;
+use crate::stats::{CallStats, ParticipantStats};
 
 /// What the audio task hands back when it stops.
 pub(crate) struct Stopped<K> {
@@ -40,18 +42,24 @@ impl<K: AudioSink + Send + 'static> EngineHandle<K> {
     pub fn spawn<S: AudioSource + Send + 'static>(
         peer: Peer,
         events: mpsc::Receiver<PeerEvent>,
-        sender: AudioSender<S>,
-        receiver: AudioReceiver<K>,
+        mut sender: AudioSender<S>,
+        receiver: GroupReceiver<K>,
+        adapter: Option<LossAdapter>,
     ) -> EngineHandle<K> {
         let (stop, stop_rx) = oneshot::channel();
         let (mute, mute_rx) = watch::channel(false);
-        let (stats_tx, stats) = watch::channel(CallStats::default());
+        let initial = CallStats {
+            encoder: sender.encoder_mut().config(),
+            ..CallStats::default()
+        };
+        let (stats_tx, stats) = watch::channel(initial.clone());
         let engine = Engine {
             peer,
             events,
             sender,
             receiver,
-            stats: CallStats::default(),
+            adapter,
+            stats: initial,
             epoch: Instant::now(),
         };
         let task = tokio::spawn(engine.run(stop_rx, mute_rx, stats_tx));
@@ -89,7 +97,8 @@ struct Engine<S, K> {
     peer: Peer,
     events: mpsc::Receiver<PeerEvent>,
     sender: AudioSender<S>,
-    receiver: AudioReceiver<K>,
+    receiver: GroupReceiver<K>,
+    adapter: Option<LossAdapter>,
     stats: CallStats,
     epoch: Instant,
 }
@@ -142,24 +151,40 @@ impl<S: AudioSource, K: AudioSink> Engine<S, K> {
     /// Returns false once the leg is closed for good.
     fn on_peer_event(&mut self, event: PeerEvent) -> bool {
         match event {
-            PeerEvent::Audio(packet) if packet.slot == MAIN_SLOT => {
+            PeerEvent::Audio(packet) => {
                 let arrival = self.micros_since_epoch(packet.arrival);
                 // The jitter buffer works on 16-bit RTP sequence numbers and unwraps them itself.
-                self.receiver.insert(
+                let inserted = self.receiver.insert(
+                    packet.slot,
+                    packet.source_id,
                     packet.seq_no as u16,
                     packet.rtp_timestamp,
                     arrival,
                     &packet.payload,
                 );
+                // Only a decoder that cannot be created fails here; that voice stays silent
+                // and the rest of the call carries on.
+                if let Err(e) = inserted {
+                    tracing::warn!(error = %e, slot = packet.slot, "received audio dropped");
+                }
             }
-            PeerEvent::Audio(_) => {}
             PeerEvent::State(ConnectionState::Connected) => self.stats.connected = true,
             PeerEvent::State(ConnectionState::Disconnected) => self.stats.connected = false,
             PeerEvent::State(ConnectionState::Closed) => {
                 self.stats.connected = false;
                 return false;
             }
-            PeerEvent::Stats(transport) => self.stats.transport = transport,
+            PeerEvent::Stats(transport) => {
+                if let (Some(adapter), Some(loss)) = (self.adapter.as_mut(), transport.loss_out)
+                    && let Some(next) = adapter.on_report(loss)
+                {
+                    match self.sender.encoder_mut().apply(next) {
+                        Ok(()) => self.stats.encoder = next,
+                        Err(e) => tracing::debug!(error = %e, "encoder settings not applied"),
+                    }
+                }
+                self.stats.transport = transport;
+            }
         }
         true
     }
@@ -178,6 +203,11 @@ impl<S: AudioSource, K: AudioSink> Engine<S, K> {
         let now = self.micros_since_epoch(Instant::now());
         self.receiver.pull(now)?;
         self.stats.receive = self.receiver.stats();
+        let voices = self.receiver.voices();
+        self.stats.participants.clear();
+        self.stats
+            .participants
+            .extend(voices.into_iter().map(ParticipantStats::from));
         self.stats.elapsed = self.epoch.elapsed();
         Ok(())
     }

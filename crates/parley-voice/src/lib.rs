@@ -5,7 +5,9 @@
 //!   this device's SDP offer and bringing back the relay's answer;
 //! * media goes through one [`parley_rtc::peer::Peer`] (DTLS-SRTP to the server's relay);
 //! * audio goes through [`parley_media`]'s sans-IO [`AudioSender`](parley_media::AudioSender)
-//!   and [`AudioReceiver`](parley_media::AudioReceiver) (Opus, adaptive jitter buffer).
+//!   and [`GroupReceiver`](parley_media::GroupReceiver) (Opus, one adaptive jitter buffer per
+//!   remote voice, a mixer), and the encoder's FEC strength and bitrate follow the loss the
+//!   relay reports through [`LossAdapter`](parley_media::LossAdapter).
 //!
 //! [`VoiceCall`] is the handle an application holds; the audio task is the thin tokio driver
 //! (`engine.rs`) that gives the sans-IO media objects their 20 ms clock. Sources and sinks are whatever
@@ -13,8 +15,12 @@
 //! [`AudioSink`](parley_media::AudioSink): synthetic ones (tone, WAV file, memory) for bots
 //! and tests, cpal devices behind the `devices` feature.
 //!
-//! Scope: 1:1 voice calls. A group call's other voices arrive on further receive slots,
-//! which need a mixer this crate does not have yet, so only the first slot is played.
+//! Scope: 1:1 and group voice calls. A 1:1 call offers the relay one `sendrecv` audio line.
+//! A group call offers one line per other participant it may have
+//! ([`CallOptions::max_participants`] − 1: the `sendrecv` one plus receive-only ones), since
+//! the relay puts each other voice on a slot of its own without renegotiating; every slot in
+//! use gets its own jitter buffer and decoder, and the voices are summed into the one sink.
+//! [`CallStats::participants`] has each voice's figures, tagged with the relay's source id.
 
 mod engine;
 mod session;
@@ -23,10 +29,10 @@ mod stats;
 use std::time::Duration;
 
 pub use session::{CallEnd, CallPhase, Finished, VoiceCall, next_incoming_call};
-pub use stats::CallStats;
+pub use stats::{CallStats, ParticipantStats};
 
 use parley_client::ClientError;
-use parley_media::{EncoderConfig, JitterConfig, MediaError};
+use parley_media::{EncoderConfig, JitterConfig, LossAdaptConfig, MediaError};
 use parley_rtc::peer::PeerError;
 
 /// Settings of one call's media.
@@ -34,8 +40,18 @@ use parley_rtc::peer::PeerError;
 pub struct CallOptions {
     /// Local UDP address for media. Default `0.0.0.0:0`; tests bind loopback.
     pub bind: std::net::SocketAddr,
-    /// Opus encoder settings (bitrate, FEC loss percentage).
+    /// Opus encoder settings (bitrate, FEC loss percentage) to start with; the bitrate is the
+    /// one for a clean link.
     pub encoder: EncoderConfig,
+    /// How the encoder follows the loss the relay reports; `None` keeps `encoder` for the whole
+    /// call.
+    pub loss_adaptation: Option<LossAdaptConfig>,
+    /// Whether the call is a group call, if the caller knows; `None` asks the server (the
+    /// conversation's kind when placing, the call's when answering).
+    pub group: Option<bool>,
+    /// Most participants a group call can have, this device included (the server's limit):
+    /// a group call is set up to hear this many minus one voices at once.
+    pub max_participants: usize,
     /// Jitter buffer settings.
     pub jitter: JitterConfig,
     /// How long to wait for the media connection before giving up on the call.
@@ -47,6 +63,9 @@ impl Default for CallOptions {
         CallOptions {
             bind: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
             encoder: EncoderConfig::default(),
+            loss_adaptation: Some(LossAdaptConfig::default()),
+            group: None,
+            max_participants: 8,
             // Both ends run their 20 ms clocks on OS timers that slip by several ms under load
             // (and tick at 15.6 ms granularity on Windows); a 40 ms floor absorbs that without
             // concealment and still leaves mouth-to-ear far below the 150 ms bar.

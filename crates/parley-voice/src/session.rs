@@ -9,13 +9,14 @@
 use std::time::Duration;
 
 use parley_client::{Client, ClientEvent, pb};
-use parley_media::{AudioReceiver, AudioSender, AudioSink, AudioSource};
+use parley_media::{AudioSender, AudioSink, AudioSource, GroupReceiver, LossAdapter};
 use parley_rtc::peer::{Peer, PeerConfig, PeerEvent};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::EngineHandle;
 use crate::{CallOptions, CallStats, VoiceError};
+use parley_media::pipeline::MAX_GROUP_SLOTS;
 
 /// How long [`VoiceCall::hang_up`] waits for the server to confirm the end of the call.
 const END_CONFIRM_WAIT: Duration = Duration::from_secs(3);
@@ -74,9 +75,10 @@ pub struct VoiceCall<K> {
 }
 
 impl<K: AudioSink + Send + 'static> VoiceCall<K> {
-    /// Calls the other member of direct conversation `conv_id` (or joins the call already
-    /// active there), sending `source` and playing the answer into `sink`. Returns once the
-    /// media leg is connected; the callee may still be ringing.
+    /// Calls the other member of direct conversation `conv_id`, or the other members of group
+    /// conversation `conv_id` (or joins the call already active there), sending `source` and
+    /// playing what the others say, mixed, into `sink`. Returns once the media leg is
+    /// connected; the callee may still be ringing.
     pub async fn place<S: AudioSource + Send + 'static>(
         client: &Client,
         conv_id: i64,
@@ -84,7 +86,11 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
         sink: K,
         options: CallOptions,
     ) -> Result<VoiceCall<K>, VoiceError> {
-        let (peer, events, offer) = new_peer(&options).await?;
+        let group = match options.group {
+            Some(group) => group,
+            None => conversation_is_group(client, conv_id).await?,
+        };
+        let (peer, events, offer) = new_peer(&options, group).await?;
         let rx = client.events();
         let joined = client.start_call(conv_id, pb::MediaKind::Audio, &offer).await?;
         Self::start(client, joined, rx, peer, events, source, sink, options).await
@@ -98,7 +104,11 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
         sink: K,
         options: CallOptions,
     ) -> Result<VoiceCall<K>, VoiceError> {
-        let (peer, events, offer) = new_peer(&options).await?;
+        let group = match options.group {
+            Some(group) => group,
+            None => call_is_group(client, call_id).await?,
+        };
+        let (peer, events, offer) = new_peer(&options, group).await?;
         let rx = client.events();
         let joined = client.answer_call(call_id, true, &offer).await?;
         // Accepting always answers with the call; `None` only comes back for a decline.
@@ -111,7 +121,7 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
         client: &Client,
         joined: pb::CallJoined,
         rx: broadcast::Receiver<ClientEvent>,
-        peer: Peer,
+        (peer, slots): (Peer, usize),
         events: mpsc::Receiver<PeerEvent>,
         source: S,
         sink: K,
@@ -119,17 +129,28 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
     ) -> Result<VoiceCall<K>, VoiceError> {
         let info = joined.call.unwrap_or_default();
         let call_id = info.call_id;
+        if info.group && slots < 2 {
+            tracing::warn!(
+                call_id,
+                "a group call joined with one receive slot: only one voice is heard"
+            );
+        }
         let setup = async {
             if joined.sdp_answer.is_empty() {
                 return Err(VoiceError::NoMedia);
             }
             peer.accept_answer(&joined.sdp_answer).await?;
+            let adapter = options
+                .loss_adaptation
+                .map(|bounds| LossAdapter::new(options.encoder, bounds))
+                .transpose()?;
+            let encoder = adapter.as_ref().map_or(options.encoder, LossAdapter::current);
             // WebRTC starts each stream's RTP clock at a random point.
-            let sender = AudioSender::new(source, options.encoder, rand::random())?;
-            let receiver = AudioReceiver::new(options.jitter, sink)?;
-            Ok((sender, receiver))
+            let sender = AudioSender::new(source, encoder, rand::random())?;
+            let receiver = GroupReceiver::new(options.jitter, slots, sink)?;
+            Ok((sender, receiver, adapter))
         };
-        let (sender, receiver) = match setup.await {
+        let (sender, receiver, adapter) = match setup.await {
             Ok(parts) => parts,
             Err(e) => {
                 let _ = client.hang_up(call_id).await;
@@ -147,7 +168,7 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
             info,
             phase,
             watcher,
-            engine: EngineHandle::spawn(peer, events, sender, receiver),
+            engine: EngineHandle::spawn(peer, events, sender, receiver, adapter),
         };
         if let Err(e) = call.wait_media(options.connect_timeout).await {
             let _ = call.hang_up().await;
@@ -225,9 +246,12 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
         }
     }
 
-    /// Hangs up (cancels a call still ringing), stops the media and gives back the sink.
+    /// Hangs up (cancels a call still ringing, leaves a group call), stops the media and gives
+    /// back the sink.
     pub async fn hang_up(mut self) -> Result<Finished<K>, VoiceError> {
         if !matches!(self.phase(), CallPhase::Ended(_)) {
+            // Subscribed before the request, so a confirmation that comes at once is not missed.
+            let mut events = self.client.events();
             match self.client.hang_up(self.info.call_id).await {
                 Ok(()) => {}
                 // Ended meanwhile by the other side: nothing left to hang up.
@@ -237,8 +261,18 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
                     return Err(e.into());
                 }
             }
-            // A 1:1 call ends with the hang-up; the confirmation carries the outcome.
-            let _ = tokio::time::timeout(END_CONFIRM_WAIT, self.ended()).await;
+            // A 1:1 call ends with the hang-up, and the confirmation carries the outcome. A
+            // group call goes on without this device unless it was the last but one, so either
+            // confirmation will do.
+            let me = self.client.user().map(|u| u.id);
+            let call_id = self.info.call_id;
+            let confirmed = async {
+                tokio::select! {
+                    _ = self.ended() => {}
+                    () = left(&mut events, call_id, me) => {}
+                }
+            };
+            let _ = tokio::time::timeout(END_CONFIRM_WAIT, confirmed).await;
         }
         self.finish().await
     }
@@ -260,6 +294,22 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
     }
 }
 
+/// Waits for the server to confirm that user `me` left call `call_id` (a group call that goes
+/// on); never returns if the stream ends first.
+async fn left(events: &mut broadcast::Receiver<ClientEvent>, call_id: i64, me: Option<i64>) {
+    loop {
+        match events.recv().await {
+            Ok(ClientEvent::Server(pb::event::Kind::CallLeft(l)))
+                if l.call_id == call_id && Some(l.user_id) == me =>
+            {
+                return;
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
+    }
+}
+
 /// An end for a call whose event stream went away (the client closed).
 fn lost() -> CallEnd {
     CallEnd {
@@ -269,15 +319,48 @@ fn lost() -> CallEnd {
     }
 }
 
-async fn new_peer(options: &CallOptions) -> Result<(Peer, mpsc::Receiver<PeerEvent>, String), VoiceError> {
+/// A peer shaped for the call, with the receive slots it offers, its events and its offer.
+async fn new_peer(
+    options: &CallOptions,
+    group: bool,
+) -> Result<((Peer, usize), mpsc::Receiver<PeerEvent>, String), VoiceError> {
+    // A 1:1 call's one sendrecv line carries both directions. A group call needs a line for
+    // every other participant up front, since the relay fills slots without renegotiating:
+    // the sendrecv one plus receive-only ones.
+    let slots = if group {
+        options
+            .max_participants
+            .saturating_sub(1)
+            .clamp(1, MAX_GROUP_SLOTS)
+    } else {
+        1
+    };
     let (peer, events) = Peer::new(PeerConfig {
         bind: options.bind,
-        // 1:1 calls: the one sendrecv line carries both directions.
-        recv_only_audio: 0,
+        recv_only_audio: slots - 1,
         ..PeerConfig::default()
     })?;
     let offer = peer.create_offer().await?;
-    Ok((peer, events, offer))
+    Ok(((peer, slots), events, offer))
+}
+
+/// Whether `conv_id` is a group conversation of the user's. An unknown one counts as direct:
+/// the server refuses the call on it anyway.
+async fn conversation_is_group(client: &Client, conv_id: i64) -> Result<bool, VoiceError> {
+    let conversations = client.conversations().await?;
+    Ok(conversations
+        .iter()
+        .any(|c| c.id == conv_id && c.kind() == pb::ConversationKind::Group))
+}
+
+/// Whether call `call_id` is a group call. A call the server does not list for the user (a
+/// group call they were not rung for) gets the group shape, which plays a 1:1 call just as well.
+async fn call_is_group(client: &Client, call_id: i64) -> Result<bool, VoiceError> {
+    let calls = client.calls().await?;
+    Ok(calls
+        .iter()
+        .find(|c| c.call_id == call_id)
+        .is_none_or(|c| c.group))
 }
 
 /// Follows one call's events and publishes its phase until it ends.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use parley_media::ReceiveStats;
+use parley_media::{EncoderConfig, ReceiveStats, VoiceStats};
 use parley_rtc::peer::TransportStats;
 
 /// One snapshot of a call's media figures, refreshed every 20 ms by the audio task.
@@ -18,8 +18,49 @@ pub struct CallStats {
     pub frames_sent: u64,
     /// Transport figures (RTT, loss, bitrate), refreshed about once a second.
     pub transport: TransportStats,
-    /// Jitter buffer and decoder figures.
+    /// Jitter buffer and decoder figures of everything heard: in a 1:1 call the other side's
+    /// stream, in a group call all voices together (counters summed, delays the worst).
     pub receive: ReceiveStats,
+    /// Each voice heard now, one per receive slot in use, in slot order.
+    pub participants: Vec<ParticipantStats>,
+    /// The encoder settings in force, which follow the loss the relay reports.
+    pub encoder: EncoderConfig,
+}
+
+/// One remote participant's voice as this device plays it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ParticipantStats {
+    /// The relay's id for the speaker's media, stable for as long as they stay in the call.
+    pub source_id: Option<u32>,
+    /// Receive slot the voice arrives on.
+    pub slot: usize,
+    /// Jitter buffer and decoder figures of this voice.
+    pub receive: ReceiveStats,
+    /// How loud they are now, RMS relative to full scale (0..=1), falling off over ~200 ms.
+    pub level: f32,
+}
+
+impl ParticipantStats {
+    /// Share of this voice's played frames that were concealed.
+    pub fn concealed_ratio(&self) -> f64 {
+        self.receive.concealed_ratio()
+    }
+
+    /// This voice's audio buffered ahead of playout, ms.
+    pub fn jitter_buffer_delay_ms(&self) -> f64 {
+        self.receive.current_delay_ms
+    }
+}
+
+impl From<VoiceStats> for ParticipantStats {
+    fn from(v: VoiceStats) -> Self {
+        ParticipantStats {
+            source_id: v.source_id,
+            slot: v.slot,
+            receive: v.receive,
+            level: v.level,
+        }
+    }
 }
 
 impl CallStats {
@@ -66,7 +107,7 @@ impl CallStats {
             .rtt()
             .map_or_else(|| "-".to_string(), |d| format!("{} ms", d.as_millis()));
         format!(
-            "{} rtt {rtt} loss {:.1}% jitter {:.1} ms buffer {:.0} ms concealed {:.1}% in {} kbit/s out {} kbit/s{}",
+            "{} rtt {rtt} loss {:.1}% jitter {:.1} ms buffer {:.0} ms concealed {:.1}% in {} kbit/s out {} kbit/s opus {} kbit/s fec {}%{}{}",
             self.link_text(),
             self.loss() * 100.0,
             self.jitter_ms(),
@@ -74,6 +115,12 @@ impl CallStats {
             self.concealed_ratio() * 100.0,
             self.transport.bitrate_in / 1000,
             self.transport.bitrate_out / 1000,
+            self.encoder.bitrate_bps / 1000,
+            self.encoder.expected_loss_percent,
+            match self.participants.len() {
+                0 | 1 => String::new(),
+                n => format!(" voices {n}"),
+            },
             if self.muted { " (muted)" } else { "" },
         )
     }

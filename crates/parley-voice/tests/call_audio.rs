@@ -1,15 +1,18 @@
-//! A voice call end to end: two SDK clients who are friends call each other through a real
-//! in-process server (signalling over TLS, media through its relay over loopback UDP with
-//! DTLS-SRTP), each sending a different tone. Each side must hear the other's tone, the
-//! jitter buffer must not conceal anything once playing at 0 % loss, and the call must leave
-//! a completed call record with its duration in the conversation.
+//! Voice calls end to end through a real in-process server (signalling over TLS, media through
+//! its relay over loopback UDP with DTLS-SRTP), every participant sending a tone of its own.
+//!
+//! * 1:1: two friends call each other. Each side must hear the other's tone, the jitter buffer
+//!   must not conceal anything once playing at 0 % loss, and the call must leave a completed
+//!   call record with its duration in the conversation.
+//! * group: three members of a group conversation. Each must hear the two others' tones, mixed,
+//!   and not its own, with one voice per other participant in its statistics.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use parley_client::pb::{self, event::Kind as Ev};
 use parley_client::{Client, ClientConfig, ClientEvent, Trust};
-use parley_media::analysis::dominant_frequency;
+use parley_media::analysis::{dominant_frequency, tone_amplitudes};
 use parley_media::{MemorySink, ToneSource};
 use parley_server::{Config, ServerHandle};
 use parley_voice::{CallOptions, CallPhase, CallStats, VoiceCall, next_incoming_call};
@@ -178,5 +181,134 @@ async fn friends_hear_each_others_tone_through_the_relay() {
 
     ann.close().await;
     ben.close().await;
+    server.shutdown().await;
+}
+
+/// Waits until the call hears `voices` voices, each having played `frames` frames.
+async fn hearing(stats: &mut watch::Receiver<CallStats>, voices: usize, frames: u64) -> CallStats {
+    let latest = stats.clone();
+    let wait = stats.wait_for(|s| {
+        s.participants.len() == voices && s.participants.iter().all(|p| p.receive.frames_played >= frames)
+    });
+    match tokio::time::timeout(WAIT, wait).await {
+        Ok(Ok(s)) => s.clone(),
+        Ok(Err(_)) => panic!("audio task stopped"),
+        Err(_) => panic!("{voices} voices did not play in time: {:?}", *latest.borrow()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_in_a_group_each_hear_the_two_others_mixed() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let (ann, _) = user(&server, "ann").await;
+    let (ben, ben_user) = user(&server, "ben").await;
+    let (cat, cat_user) = user(&server, "cat").await;
+    for (friend, id) in [(&ben, ben_user.id), (&cat, cat_user.id)] {
+        ann.send_friend_request(id, "").await.unwrap();
+        let request = friend.friend_requests().await.unwrap().incoming[0].id;
+        friend.answer_friend_request(request, true).await.unwrap();
+    }
+    let group = ann
+        .create_group("trio", &[ben_user.id, cat_user.id])
+        .await
+        .unwrap()
+        .id;
+    let (mut ben_events, mut cat_events) = (ben.events(), cat.events());
+
+    let tones = [440.0, 660.0, 880.0];
+    let tone = |hz| ToneSource::new(hz, 0.2).unwrap();
+    let ann_call = VoiceCall::place(
+        &ann,
+        group,
+        tone(tones[0]),
+        MemorySink::new(30),
+        loopback_options(),
+    )
+    .await
+    .unwrap();
+    assert!(ann_call.info().group);
+    let mut calls = vec![ann_call];
+    for (client, events, hz) in [
+        (&ben, &mut ben_events, tones[1]),
+        (&cat, &mut cat_events, tones[2]),
+    ] {
+        let incoming = tokio::time::timeout(WAIT, next_incoming_call(events))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(incoming.group);
+        let call = VoiceCall::answer(
+            client,
+            incoming.call_id,
+            tone(hz),
+            MemorySink::new(30),
+            loopback_options(),
+        )
+        .await
+        .unwrap();
+        calls.push(call);
+    }
+
+    let names = ["ann", "ben", "cat"];
+    for (who, call) in names.iter().zip(&calls) {
+        let steady = hearing(&mut call.stats_watch(), 2, CALL_FRAMES).await;
+        let sources: std::collections::BTreeSet<_> =
+            steady.participants.iter().map(|p| p.source_id).collect();
+        assert_eq!(sources.len(), 2, "{who} hears two distinct sources: {steady:?}");
+        assert!(
+            steady.participants.iter().all(|p| p.level > 0.01),
+            "{who}: {:?}",
+            steady.participants
+        );
+        println!("{who}: {}", steady.summary());
+    }
+
+    // Stopped together, so every recording ends with all three still in the call; then each
+    // leaves through signalling, and the last but one leaving ends the call.
+    let call_id = calls[0].call_id();
+    let mut finishing = calls.into_iter().map(|call| tokio::spawn(call.finish()));
+    let (ann_done, ben_done, cat_done) = match (finishing.next(), finishing.next(), finishing.next()) {
+        (Some(a), Some(b), Some(c)) => {
+            let (a, b, c) = tokio::join!(a, b, c);
+            (a.unwrap().unwrap(), b.unwrap().unwrap(), c.unwrap().unwrap())
+        }
+        _ => unreachable!("three calls"),
+    };
+    ann.hang_up(call_id).await.unwrap();
+    ben.hang_up(call_id).await.unwrap();
+    let end = tokio::time::timeout(WAIT, async {
+        loop {
+            match cat_events.recv().await {
+                Ok(ClientEvent::Server(Ev::CallEnded(e))) if e.call_id == call_id => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the call ends once only cat is left");
+    assert_eq!(end.outcome(), pb::CallOutcome::Completed);
+
+    for (i, (who, done)) in names.iter().zip([&ann_done, &ben_done, &cat_done]).enumerate() {
+        let samples = done.sink.samples();
+        // The last two seconds before the media stopped, less the moments of stopping.
+        let end = samples.len().saturating_sub(10 * 960);
+        let start = end.saturating_sub(100 * 960);
+        let amps = tone_amplitudes(&samples[start..end], &tones);
+        println!("{who}: 440/660/880 Hz amplitudes {amps:?}");
+        for (j, amp) in amps.iter().enumerate() {
+            if i == j {
+                assert!(*amp < 200.0, "{who} hears its own {} Hz tone: {amps:?}", tones[j]);
+            } else {
+                assert!(*amp > 2_000.0, "{who} misses the {} Hz tone: {amps:?}", tones[j]);
+            }
+        }
+    }
+
+    ann.close().await;
+    ben.close().await;
+    cat.close().await;
     server.shutdown().await;
 }
