@@ -188,3 +188,24 @@ impl Drop for CameraSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Machines without a camera (CI) must get an error to show, not a panic or a hang.
+    #[test]
+    fn a_missing_camera_is_an_error() {
+        let config = CameraConfig {
+            index: 97,
+            ..CameraConfig::default()
+        };
+        match CameraSource::open(config) {
+            Err(VideoError::Camera(_)) => {}
+            Err(other) => panic!("unexpected error kind: {other}"),
+            // A machine with 98 cameras: nothing to check.
+            Ok(_) => {}
+        }
+        let _ = list_cameras();
+    }
+}

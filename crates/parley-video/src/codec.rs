@@ -97,6 +97,8 @@ pub struct VideoEncoder {
     inner: Encoder,
     settings: EncoderSettings,
     force_keyframe: bool,
+    /// OpenH264 initialises on the first frame; before that it refuses every option.
+    started: bool,
 }
 
 impl std::fmt::Debug for VideoEncoder {
@@ -162,6 +164,7 @@ impl VideoEncoder {
             inner: build_encoder(&settings)?,
             settings,
             force_keyframe: false,
+            started: false,
         })
     }
 
@@ -179,12 +182,14 @@ impl VideoEncoder {
     /// keyframe); bitrate and frame rate change in place.
     pub fn apply(&mut self, settings: EncoderSettings) -> Result<(), VideoError> {
         settings.validate()?;
-        if settings.width != self.settings.width
+        if !self.started
+            || settings.width != self.settings.width
             || settings.height != self.settings.height
             || settings.threads != self.settings.threads
         {
             self.inner = build_encoder(&settings)?;
             self.settings = settings;
+            self.started = false;
             return Ok(());
         }
         if settings.bitrate_bps != self.settings.bitrate_bps {
@@ -240,9 +245,9 @@ impl VideoEncoder {
             ]
         };
         for (option, value) in steps {
-            // SAFETY: the encoder was initialised by `Encoder::with_api_config` (OpenH264
-            // initialises lazily on the first frame, before which SetOption only stores the
-            // value); both options read one `SBitrateInfo` that lives on this stack frame.
+            // SAFETY: the encoder has encoded a frame, so OpenH264 is initialised (`apply`
+            // rebuilds instead before that); both options read one `SBitrateInfo` that lives
+            // on this stack frame for the whole call.
             let rc = unsafe { self.inner.raw_api().set_option(option, value.cast::<c_void>()) };
             if rc != 0 {
                 return Err(VideoError::Codec(format!(
@@ -292,6 +297,7 @@ impl VideoEncoder {
             .inner
             .encode_at(&Planes(input), Timestamp::from_millis(capture_us / 1_000))
             .map_err(codec_err)?;
+        self.started = true;
         let keyframe = match stream.frame_type() {
             FrameType::Skip => return Ok(None),
             FrameType::IDR => true,
@@ -525,6 +531,30 @@ mod tests {
         let mut enc = VideoEncoder::new(settings(640, 360, 500_000)).unwrap_or_else(|e| panic!("{e}"));
         assert!(enc.set_bitrate(0).is_err());
         assert_eq!(enc.settings().bitrate_bps, 500_000);
+    }
+
+    #[test]
+    fn settings_change_before_the_first_frame() {
+        let mut src = pattern(320, 180);
+        let mut enc = VideoEncoder::new(settings(320, 180, 500_000)).unwrap_or_else(|e| panic!("{e}"));
+        enc.set_bitrate(200_000).unwrap_or_else(|e| panic!("{e}"));
+        enc.apply(EncoderSettings {
+            max_fps: 15.0,
+            ..enc.settings()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let frame = src
+            .next_frame(0)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("pattern frame"));
+        let au = enc
+            .encode(&frame.picture, 0)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("first frame skipped"));
+        assert!(au.keyframe);
+        // After the first frame the same calls go through SetOption.
+        enc.set_bitrate(300_000).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(enc.settings().bitrate_bps, 300_000);
     }
 
     #[test]
