@@ -18,6 +18,7 @@
 pub mod peer;
 pub mod sfu;
 
+mod h264;
 mod limits;
 
 use std::time::Duration;
@@ -27,18 +28,38 @@ use str0m::{Rtc, RtcConfig};
 /// How often str0m reports transport statistics on each leg.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// RTCP report interval for every stream.
+const RTCP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Largest datagram either side reads. WebRTC stays under the path MTU (~1200 bytes of
 /// payload); anything bigger than this is not ours and is dropped unread.
 pub const MAX_DATAGRAM: usize = 2000;
 
+/// H.264 payload type and its RTX twin (str0m's numbers for this profile).
+const H264_PT: u8 = 108;
+const H264_RTX_PT: u8 = 109;
+/// Constrained Baseline, level 3.1: what every encoder and decoder Parley meets speaks.
+const H264_PROFILE_LEVEL: u32 = 0x42e01f;
+
 /// The str0m configuration both sides share, so their codec lists always match.
+///
+/// Video is one H.264 profile in packetization mode 1 with an RTX payload type: with
+/// RTX negotiated str0m answers NACKs with retransmissions and sends NACKs for gaps,
+/// on every leg. Audio is never retransmitted (packets are written non-nackable).
 fn rtc_config() -> RtcConfig {
-    Rtc::builder()
+    let mut config = Rtc::builder()
         .set_rtp_mode(true)
         .set_stats_interval(Some(STATS_INTERVAL))
+        // Sender reports are what lines a sender's audio up with its video; str0m's
+        // audio default (5 s) would leave a call unsynchronised for its first seconds.
+        .set_rtcp_report_interval_audio(RTCP_INTERVAL)
+        .set_rtcp_report_interval_video(RTCP_INTERVAL)
         .clear_codecs()
-        .enable_opus(true, false)
-        .enable_h264(true)
+        .enable_opus(true, false);
+    config
+        .codec_config()
+        .add_h264(H264_PT.into(), Some(H264_RTX_PT.into()), true, H264_PROFILE_LEVEL);
+    config
 }
 
 /// The m-line an incoming RTP packet belongs to (str0m tracks it per SSRC).

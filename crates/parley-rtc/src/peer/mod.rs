@@ -11,6 +11,13 @@
 //! voices of a group call. Each receive line is a *slot*, numbered from 0 in offer
 //! order; the relay fills slots as people join and marks every packet with the
 //! speaker's source id (its CSRC).
+//!
+//! Video is optional ([`PeerConfig::video`], [`PeerConfig::recv_only_video`]): H.264
+//! access units go out with [`Peer::send_video`] and come back whole, on a second
+//! event stream ([`VideoEvent`], from [`Peer::new_with_video`]) so that audio-only
+//! users see no change. Video slots are numbered like audio ones, separately. Lost
+//! video packets are repaired with NACK/RTX; what cannot be repaired in time costs
+//! its frame, and the next frame says it is not contiguous.
 
 mod task;
 
@@ -18,7 +25,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -37,6 +44,17 @@ pub struct PeerConfig {
     pub event_queue: usize,
     /// Outgoing frames buffered before [`Peer::send_audio`] refuses more.
     pub send_queue: usize,
+    /// Offer a `sendrecv` video line (camera or screen). Default off.
+    pub video: bool,
+    /// Receive-only video lines besides the `sendrecv` one, for group calls. Default 0.
+    pub recv_only_video: usize,
+    /// Starting point of the bandwidth estimate while sending video, bits per second.
+    pub video_start_bitrate: u64,
+    /// Video events buffered for the application before frames are dropped (and
+    /// counted in [`TransportStats::dropped_video_events`]).
+    pub video_event_queue: usize,
+    /// Outgoing access units buffered before [`Peer::send_video`] refuses more.
+    pub video_send_queue: usize,
 }
 
 impl Default for PeerConfig {
@@ -46,6 +64,11 @@ impl Default for PeerConfig {
             recv_only_audio: 6,
             event_queue: 1024,
             send_queue: 256,
+            video: false,
+            recv_only_video: 0,
+            video_start_bitrate: 1_000_000,
+            video_event_queue: 256,
+            video_send_queue: 32,
         }
     }
 }
@@ -70,6 +93,75 @@ impl EncodedAudio {
             marker: false,
         }
     }
+}
+
+/// One encoded video access unit (H.264) to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedVideo {
+    /// Capture time on the 90 kHz RTP clock.
+    pub rtp_timestamp: u32,
+    /// The access unit in Annex-B form: NAL units each behind a `00 00 00 01` (or
+    /// `00 00 01`) start code, SPS and PPS ahead of an IDR slice.
+    pub data: Bytes,
+    /// The access unit holds an IDR slice.
+    pub keyframe: bool,
+}
+
+/// One received video access unit, put back together from its RTP packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedVideo {
+    /// Video receive slot (0 = the `sendrecv` video line if offered, then the
+    /// receive-only lines in order).
+    pub slot: usize,
+    /// The sender's source id as stamped by the relay (first CSRC), if any.
+    pub source_id: Option<u32>,
+    /// RTP timestamp, 90 kHz clock.
+    pub rtp_timestamp: u32,
+    /// The access unit in Annex-B form (4-byte start codes).
+    pub data: Bytes,
+    /// It holds an IDR slice: decoding can start here.
+    pub keyframe: bool,
+    /// Nothing was lost since the previous frame on this slot. When false the decoder
+    /// may lack a reference; it should wait for a keyframe (and ask for one with
+    /// [`Peer::request_keyframe`]).
+    pub contiguous: bool,
+    /// When the packet that completed it was read from the socket.
+    pub arrival: Instant,
+}
+
+/// The last RTCP sender report of one incoming stream: a wall-clock time and the RTP
+/// timestamp of the same instant, which lines audio and video of one sender up.
+///
+/// Through the relay, the wall clock is the relay's, taken for the sender's media
+/// from the sender's own reports, so audio and video of one sender stay comparable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderReport {
+    /// Audio or video.
+    pub kind: crate::MediaKind,
+    /// Receive slot of that kind.
+    pub slot: usize,
+    /// The source last seen on the slot, if any.
+    pub source_id: Option<u32>,
+    /// The report's NTP time.
+    pub ntp_time: SystemTime,
+    /// The RTP timestamp (of the stream's clock) at `ntp_time`.
+    pub rtp_timestamp: u32,
+    /// When the report arrived.
+    pub received_at: Instant,
+}
+
+/// Video and synchronisation events, on their own stream (see [`Peer::new_with_video`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum VideoEvent {
+    /// A complete access unit arrived.
+    Frame(ReceivedVideo),
+    /// Someone watching lost the picture: send a keyframe soon.
+    KeyframeRequested,
+    /// The bandwidth estimate for what this peer sends, bits per second.
+    BandwidthEstimate(u64),
+    /// A sender report for an incoming audio or video stream.
+    SenderReport(SenderReport),
 }
 
 /// One received audio RTP packet.
@@ -125,6 +217,14 @@ pub struct TransportStats {
     pub packets_out: u64,
     /// Received packets dropped because the application did not read events in time.
     pub dropped_events: u64,
+    /// Video events dropped because the application did not read them in time.
+    pub dropped_video_events: u64,
+    /// The latest bandwidth estimate for outgoing media, bits per second (video only).
+    pub bandwidth_estimate: Option<u64>,
+    /// Video frames received whole.
+    pub video_frames_in: u64,
+    /// Video frames given up on: a packet never came, or the frame was malformed.
+    pub video_frames_lost: u64,
 }
 
 /// What the peer reports.
@@ -150,6 +250,9 @@ pub enum PeerError {
     /// [`Peer::create_offer`] was already called.
     #[error("an offer was already made")]
     AlreadyOffered,
+    /// Video was not offered ([`PeerConfig::video`]), or the slot has none.
+    #[error("no such video line")]
+    NoVideo,
     /// [`Peer::accept_answer`] without an outstanding offer.
     #[error("no offer is waiting for an answer")]
     NoPendingOffer,
@@ -181,6 +284,9 @@ enum Command {
     Stats {
         reply: oneshot::Sender<TransportStats>,
     },
+    RequestKeyframe {
+        slot: usize,
+    },
     Close,
 }
 
@@ -188,6 +294,8 @@ enum Command {
 pub struct Peer {
     commands: mpsc::Sender<Command>,
     media: mpsc::Sender<EncodedAudio>,
+    video: Option<mpsc::Sender<EncodedVideo>>,
+    recv_video_slots: usize,
     connected: Arc<AtomicBool>,
     local_addr: SocketAddr,
 }
@@ -196,6 +304,23 @@ impl Peer {
     /// Binds the socket and spawns the peer task on the current Tokio runtime.
     /// Returns the peer and its event stream.
     pub fn new(config: PeerConfig) -> io::Result<(Peer, mpsc::Receiver<PeerEvent>)> {
+        Self::spawn(config, None)
+    }
+
+    /// Like [`Peer::new`], with a second stream for video frames, keyframe requests,
+    /// the bandwidth estimate and sender reports.
+    pub fn new_with_video(
+        config: PeerConfig,
+    ) -> io::Result<(Peer, mpsc::Receiver<PeerEvent>, mpsc::Receiver<VideoEvent>)> {
+        let (video_events, video_rx) = mpsc::channel(config.video_event_queue.max(1));
+        let (peer, events) = Self::spawn(config, Some(video_events))?;
+        Ok((peer, events, video_rx))
+    }
+
+    fn spawn(
+        config: PeerConfig,
+        video_events: Option<mpsc::Sender<VideoEvent>>,
+    ) -> io::Result<(Peer, mpsc::Receiver<PeerEvent>)> {
         let runtime = tokio::runtime::Handle::try_current().map_err(io::Error::other)?;
         let std_socket = std::net::UdpSocket::bind(config.bind)?;
         std_socket.set_nonblocking(true)?;
@@ -206,13 +331,28 @@ impl Peer {
         let (commands, command_rx) = mpsc::channel(16);
         let (media, media_rx) = mpsc::channel(config.send_queue.max(1));
         let (events, event_rx) = mpsc::channel(config.event_queue.max(1));
+        let (video, video_rx) = if config.video {
+            let (tx, rx) = mpsc::channel(config.video_send_queue.max(1));
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let connected = Arc::new(AtomicBool::new(false));
-        let task = task::PeerTask::new(socket, local_addr, &config, events, connected.clone());
-        runtime.spawn(task.run(command_rx, media_rx));
+        let task = task::PeerTask::new(
+            socket,
+            local_addr,
+            &config,
+            events,
+            video_events,
+            connected.clone(),
+        );
+        runtime.spawn(task.run(command_rx, media_rx, video_rx));
         Ok((
             Peer {
                 commands,
                 media,
+                video,
+                recv_video_slots: usize::from(config.video) + config.recv_only_video,
                 connected,
                 local_addr,
             },
@@ -249,6 +389,37 @@ impl Peer {
             mpsc::error::TrySendError::Full(_) => PeerError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => PeerError::Closed,
         })
+    }
+
+    /// Queues one access unit without waiting. Like audio, frames offered before the
+    /// connection is up are refused; after a refusal the encoder should start again
+    /// with a keyframe.
+    pub fn send_video(&self, frame: EncodedVideo) -> Result<(), PeerError> {
+        let Some(video) = &self.video else {
+            return Err(PeerError::NoVideo);
+        };
+        if !self.connected.load(Ordering::Acquire) {
+            return Err(PeerError::NotConnected);
+        }
+        video.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => PeerError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => PeerError::Closed,
+        })
+    }
+
+    /// Asks whoever sends on a video receive slot for a keyframe (RTCP PLI; the relay
+    /// passes it on). Without waiting; repeated requests are cheap, the relay
+    /// throttles them.
+    pub fn request_keyframe(&self, slot: usize) -> Result<(), PeerError> {
+        if slot >= self.recv_video_slots {
+            return Err(PeerError::NoVideo);
+        }
+        self.commands
+            .try_send(Command::RequestKeyframe { slot })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => PeerError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => PeerError::Closed,
+            })
     }
 
     /// Whether media can flow.

@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
+use str0m::media::KeyframeRequestKind;
 use str0m::media::{Direction, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
@@ -19,9 +21,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::{
-    Command, ConnectionState, EncodedAudio, PeerConfig, PeerError, PeerEvent, ReceivedAudio, TransportStats,
+    Command, ConnectionState, EncodedAudio, EncodedVideo, PeerConfig, PeerError, PeerEvent, ReceivedAudio,
+    ReceivedVideo, SenderReport, TransportStats, VideoEvent,
 };
 use crate::MediaKind;
+use crate::h264::{self, FrameAssembler, VideoPacket};
 
 /// Datagrams read back to back before commands and timers get a turn.
 const READ_BATCH: usize = 64;
@@ -36,12 +40,20 @@ pub(super) struct PeerTask {
     /// interface address that routes to the relay.
     candidate: Option<SocketAddr>,
     recv_only_audio: usize,
+    video: bool,
+    recv_only_video: usize,
     pending: Option<SdpPendingOffer>,
     offered: bool,
     send_audio: Option<Mid>,
     recv_slots: Vec<Mid>,
+    send_video: Option<Mid>,
+    video_slots: Vec<Mid>,
+    assemblers: HashMap<Mid, FrameAssembler>,
+    /// The source id last seen on each receive line, for sender reports.
+    last_source: HashMap<Mid, u32>,
     next_seq: HashMap<Mid, SeqNo>,
     events: mpsc::Sender<PeerEvent>,
+    video_events: Option<mpsc::Sender<VideoEvent>>,
     connected: Arc<AtomicBool>,
     ice_disconnected: bool,
     timeout: Instant,
@@ -59,21 +71,35 @@ impl PeerTask {
         local_addr: SocketAddr,
         config: &PeerConfig,
         events: mpsc::Sender<PeerEvent>,
+        video_events: Option<mpsc::Sender<VideoEvent>>,
         connected: Arc<AtomicBool>,
     ) -> Self {
         let now = Instant::now();
+        let mut rtc_config = crate::rtc_config();
+        if config.video {
+            // The estimate is what the application should size its encoder to; str0m
+            // also paces video to it so a keyframe does not leave as one burst.
+            rtc_config = rtc_config.enable_bwe(Some(Bitrate::bps(config.video_start_bitrate.max(1))));
+        }
         PeerTask {
-            rtc: crate::rtc_config().build(now),
+            rtc: rtc_config.build(now),
             socket,
             local_addr,
             candidate: None,
             recv_only_audio: config.recv_only_audio,
+            video: config.video,
+            recv_only_video: config.recv_only_video,
             pending: None,
             offered: false,
             send_audio: None,
             recv_slots: Vec::new(),
+            send_video: None,
+            video_slots: Vec::new(),
+            assemblers: HashMap::new(),
+            last_source: HashMap::new(),
             next_seq: HashMap::new(),
             events,
+            video_events,
             connected,
             ice_disconnected: false,
             timeout: now,
@@ -90,17 +116,22 @@ impl PeerTask {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut media: mpsc::Receiver<EncodedAudio>,
+        mut video: Option<mpsc::Receiver<EncodedVideo>>,
     ) {
         let mut buf = vec![0u8; crate::MAX_DATAGRAM + 1];
         self.drain();
         while !self.closed {
-            let deadline = self.timeout.min(Instant::now() + MAX_IDLE);
+            let mut deadline = self.timeout.min(Instant::now() + MAX_IDLE);
+            if let Some(t) = self.assemblers.values().filter_map(|a| a.deadline()).min() {
+                deadline = deadline.min(t);
+            }
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     None | Some(Command::Close) => self.close(),
                     Some(cmd) => self.handle_command(cmd),
                 },
                 Some(frame) = media.recv() => self.write_audio(frame),
+                Some(frame) = next_video(&mut video) => self.write_video(frame),
                 readable = self.socket.readable() => {
                     if readable.is_err() {
                         break;
@@ -112,6 +143,7 @@ impl PeerTask {
                         tracing::debug!(error = %e, "peer timer failed");
                     }
                     self.drain();
+                    self.poll_frames();
                 }
             }
         }
@@ -129,6 +161,7 @@ impl PeerTask {
             Command::Stats { reply } => {
                 let _ = reply.send(self.stats.clone());
             }
+            Command::RequestKeyframe { slot } => self.request_keyframe(slot),
             Command::Close => self.close(),
         }
     }
@@ -158,6 +191,25 @@ impl PeerTask {
                 None,
             ));
         }
+        let mut video_slots = Vec::new();
+        if self.video {
+            video_slots.push(change.add_media(
+                str0m::media::MediaKind::Video,
+                Direction::SendRecv,
+                None,
+                None,
+                None,
+            ));
+        }
+        for _ in 0..self.recv_only_video {
+            video_slots.push(change.add_media(
+                str0m::media::MediaKind::Video,
+                Direction::RecvOnly,
+                None,
+                None,
+                None,
+            ));
+        }
         let (offer, pending) = change
             .apply()
             .ok_or_else(|| PeerError::Internal("offer had no changes".to_owned()))?;
@@ -166,6 +218,8 @@ impl PeerTask {
         self.pending = Some(pending);
         self.send_audio = Some(send);
         self.recv_slots = slots;
+        self.send_video = self.video.then(|| video_slots.first().copied()).flatten();
+        self.video_slots = video_slots;
         Ok(offer.to_sdp_string())
     }
 
@@ -236,6 +290,63 @@ impl PeerTask {
         stream.write_rtp(
             RtpWrite::new(pt, this_seq, frame.rtp_timestamp, Instant::now(), payload).marker(frame.marker),
         );
+        self.drain();
+    }
+
+    /// Cuts one access unit into RTP packets; all but the last carry no marker.
+    /// Video packets are kept for retransmission (NACK/RTX), unlike audio.
+    fn write_video(&mut self, frame: EncodedVideo) {
+        let Some(mid) = self.send_video else {
+            return;
+        };
+        if !self.rtc.is_connected() {
+            return;
+        }
+        let Some(pt) = self.negotiated_pt(mid, Codec::H264) else {
+            return;
+        };
+        let payloads = h264::packetize(&frame.data, h264::MAX_PAYLOAD);
+        let last = payloads.len().saturating_sub(1);
+        let now = Instant::now();
+        for (n, payload) in payloads.into_iter().enumerate() {
+            let seq = self
+                .next_seq
+                .entry(mid)
+                .or_insert_with(|| SeqNo::from(crate::first_seq_no()));
+            let this_seq = *seq;
+            *seq = SeqNo::from(*this_seq + 1);
+            let mut direct = self.rtc.direct_api();
+            let Some(stream) = direct.stream_tx_by_mid(mid, None) else {
+                return;
+            };
+            stream.write_rtp(
+                RtpWrite::new(pt, this_seq, frame.rtp_timestamp, now, payload)
+                    .marker(n == last)
+                    .nackable(true),
+            );
+            self.drain();
+        }
+    }
+
+    /// The payload type the answer accepted for `codec` on `mid`.
+    fn negotiated_pt(&mut self, mid: Mid, codec: Codec) -> Option<str0m::media::Pt> {
+        let remote = self.rtc.media(mid)?.remote_pts().to_vec();
+        self.rtc
+            .codec_config()
+            .find(|p| p.spec().codec == codec && remote.contains(&p.pt()))
+            .map(|p| p.pt())
+    }
+
+    fn request_keyframe(&mut self, slot: usize) {
+        let Some(mid) = self.video_slots.get(slot).copied() else {
+            return;
+        };
+        let mut direct = self.rtc.direct_api();
+        // No stream yet means nothing arrived yet: the first frame will be a keyframe.
+        let Some(stream) = direct.stream_rx_by_mid(mid, None) else {
+            return;
+        };
+        stream.request_keyframe(KeyframeRequestKind::Pli);
         self.drain();
     }
 
@@ -371,6 +482,36 @@ impl PeerTask {
                     self.stats.rtt = s.rtt;
                 }
             }
+            Event::KeyframeRequest(req) if Some(req.mid) == self.send_video => {
+                self.emit_video(VideoEvent::KeyframeRequested);
+            }
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. }) => {
+                let bps = estimate.as_u64();
+                self.stats.bandwidth_estimate = Some(bps);
+                self.emit_video(VideoEvent::BandwidthEstimate(bps));
+            }
+            Event::SenderFeedback(fb) => {
+                let slot = match self.recv_slots.iter().position(|m| *m == fb.mid) {
+                    Some(slot) => Some((MediaKind::Audio, slot)),
+                    None => self
+                        .video_slots
+                        .iter()
+                        .position(|m| *m == fb.mid)
+                        .map(|slot| (MediaKind::Video, slot)),
+                };
+                if let Some((kind, slot)) = slot {
+                    let report = SenderReport {
+                        kind,
+                        slot,
+                        source_id: self.last_source.get(&fb.mid).copied(),
+                        ntp_time: fb.sender_info.ntp_time,
+                        // str0m extends RTP time past 32 bits; the wire value is the low part.
+                        rtp_timestamp: fb.sender_info.rtp_time.numer() as u32,
+                        received_at: fb.received_at,
+                    };
+                    self.emit_video(VideoEvent::SenderReport(report));
+                }
+            }
             _ => {}
         }
     }
@@ -383,18 +524,36 @@ impl PeerTask {
         let Some(mid) = crate::mid_of(&mut self.rtc, &packet) else {
             return;
         };
+        let header = &packet.header;
+        let source_id = (header.csrc_count > 0).then_some(header.csrc[0]);
+        if let Some(source) = source_id {
+            self.last_source.insert(mid, source);
+        }
+        if self.video_slots.contains(&mid) {
+            self.assemblers
+                .entry(mid)
+                .or_insert_with(|| FrameAssembler::new(h264::DEFAULT_HOLD))
+                .push(VideoPacket {
+                    seq_no: *packet.seq_no,
+                    rtp_timestamp: header.timestamp,
+                    marker: header.marker,
+                    payload: packet.payload.clone(),
+                    arrival: packet.timestamp,
+                    csrc: source_id,
+                });
+            self.poll_frames();
+            return;
+        }
         let Some(slot) = self.recv_slots.iter().position(|m| *m == mid) else {
             return;
         };
-        // Video is delivered by a later addition; until then only audio lines exist.
         if self.kind_of(mid) != Some(MediaKind::Audio) {
             return;
         }
-        let header = &packet.header;
         let audio = ReceivedAudio {
             slot,
             ssrc: *header.ssrc,
-            source_id: (header.csrc_count > 0).then_some(header.csrc[0]),
+            source_id,
             seq_no: *packet.seq_no,
             rtp_timestamp: header.timestamp,
             marker: header.marker,
@@ -404,10 +563,56 @@ impl PeerTask {
         self.emit(PeerEvent::Audio(audio));
     }
 
+    /// Hands out every frame the assemblers have completed (or given up waiting for).
+    fn poll_frames(&mut self) {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut lost = 0;
+        for (slot, mid) in self.video_slots.iter().enumerate() {
+            let Some(asm) = self.assemblers.get_mut(mid) else {
+                continue;
+            };
+            for frame in asm.poll(now) {
+                out.push(ReceivedVideo {
+                    slot,
+                    source_id: frame.csrc,
+                    rtp_timestamp: frame.rtp_timestamp,
+                    data: Bytes::from(frame.data),
+                    keyframe: frame.keyframe,
+                    contiguous: frame.contiguous,
+                    arrival: frame.arrival,
+                });
+            }
+            lost += asm.lost;
+        }
+        self.stats.video_frames_lost = lost;
+        self.stats.video_frames_in += out.len() as u64;
+        for frame in out {
+            self.emit_video(VideoEvent::Frame(frame));
+        }
+    }
+
+    fn emit_video(&mut self, event: VideoEvent) {
+        let Some(tx) = &self.video_events else {
+            return;
+        };
+        if tx.try_send(event).is_err() {
+            self.stats.dropped_video_events += 1;
+        }
+    }
+
     fn emit(&mut self, event: PeerEvent) {
         if self.events.try_send(event).is_err() {
             self.stats.dropped_events += 1;
         }
+    }
+}
+
+/// The next access unit to send, or never when video is off.
+async fn next_video(rx: &mut Option<mpsc::Receiver<EncodedVideo>>) -> Option<EncodedVideo> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -52,6 +52,8 @@ pub struct SfuCore {
     work: VecDeque<(LegId, Event)>,
     events: VecDeque<SfuEvent>,
     stats: SfuStats,
+    /// Video tracks (leg, m-line) asked for a keyframe on the next pass.
+    keyframes_wanted: Vec<(LegId, str0m::media::Mid)>,
 }
 
 impl SfuCore {
@@ -69,6 +71,7 @@ impl SfuCore {
             work: VecDeque::new(),
             events: VecDeque::new(),
             stats: SfuStats::default(),
+            keyframes_wanted: Vec::new(),
         }
     }
 
@@ -134,6 +137,11 @@ impl SfuCore {
         call_state.legs.push(id);
 
         let budget = TokenBucket::new(self.config.max_packets_per_sec, self.config.packet_burst, now);
+        let video_budget = TokenBucket::new(
+            self.config.max_video_packets_per_sec,
+            self.config.video_packet_burst,
+            now,
+        );
         let mut leg = Leg::new(
             call,
             participant,
@@ -141,6 +149,7 @@ impl SfuCore {
             rtc,
             creds.ufrag.clone(),
             budget,
+            video_budget,
             now,
         );
         leg.drain(id, &mut self.transmits, &mut self.work);
@@ -148,6 +157,7 @@ impl SfuCore {
         self.legs.insert(id, leg);
         self.process_work(now);
         self.assign_slots(call);
+        self.process_work(now);
 
         Ok(Joined {
             answer_sdp: answer.to_sdp_string(),
@@ -230,7 +240,16 @@ impl SfuCore {
             self.stats.dropped_unknown += 1;
             return;
         }
-        if !leg.budget.try_take(now) {
+        let allowed = if !is_stun && leg.is_video_rtp(datagram) {
+            let ok = leg.video_budget.try_take(now);
+            if !ok {
+                leg.counters.video_rate_limited += 1;
+            }
+            ok
+        } else {
+            leg.budget.try_take(now)
+        };
+        if !allowed {
             leg.counters.rate_limited += 1;
             self.stats.dropped_rate_limited += 1;
             return;
@@ -321,15 +340,13 @@ impl SfuCore {
             packets_out: c.packets_out,
             bytes_out: c.bytes_out,
             dropped_rate_limited: c.rate_limited,
+            dropped_video_rate_limited: c.video_rate_limited,
             rtt: c.rtt,
             loss_in: c.loss_in,
             loss_out: c.loss_out,
-            receiving_from: leg
-                .slots
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.feed.as_ref().map(|f| (i, f.from_participant)))
-                .collect(),
+            receiving_from: leg.feeds(MediaKind::Audio),
+            receiving_video_from: leg.feeds(MediaKind::Video),
+            keyframe_requests_forwarded: c.keyframe_requests_forwarded,
         })
     }
 
@@ -351,7 +368,11 @@ impl SfuCore {
     }
 
     fn process_work(&mut self, now: Instant) {
-        while let Some((id, event)) = self.work.pop_front() {
+        loop {
+            self.request_wanted_keyframes(now);
+            let Some((id, event)) = self.work.pop_front() else {
+                break;
+            };
             match event {
                 Event::RtpPacket(packet) => self.forward(id, packet),
                 Event::KeyframeRequest(req) => self.forward_keyframe_request(id, req, now),
@@ -411,13 +432,14 @@ impl SfuCore {
         else {
             return;
         };
+        let wallclock = src.media_wallclock(&packet, params.spec().clock_rate.get());
         let (call, source_id) = (src.call, src.source_id);
         let Some(targets) = self.calls.get(&call).map(|c| c.legs.clone()) else {
             return;
         };
         for to in targets.into_iter().filter(|t| *t != from) {
             if let Some(dst) = self.legs.get_mut(&to)
-                && dst.write_forwarded(from, mid, &params, source_id, &packet)
+                && dst.write_forwarded(from, mid, &params, source_id, &packet, wallclock)
             {
                 dst.drain(to, &mut self.transmits, &mut self.work);
             }
@@ -439,6 +461,20 @@ impl SfuCore {
             && src.request_keyframe(feed.1, req.kind, now)
         {
             src.drain(feed.0, &mut self.transmits, &mut self.work);
+            if let Some(receiver) = self.legs.get_mut(&at) {
+                receiver.counters.keyframe_requests_forwarded += 1;
+            }
+        }
+    }
+
+    /// A receiver that just got a video slot needs a keyframe to start decoding.
+    fn request_wanted_keyframes(&mut self, now: Instant) {
+        for (from, mid) in std::mem::take(&mut self.keyframes_wanted) {
+            if let Some(src) = self.legs.get_mut(&from)
+                && src.request_keyframe(mid, str0m::media::KeyframeRequestKind::Pli, now)
+            {
+                src.drain(from, &mut self.transmits, &mut self.work);
+            }
         }
     }
 
@@ -471,6 +507,9 @@ impl SfuCore {
                 }
                 if let Some(slot) = dst.slots.iter_mut().find(|s| s.feed.is_none() && s.kind == *kind) {
                     slot.attach(*from, *mid, *participant);
+                    if *kind == MediaKind::Video {
+                        self.keyframes_wanted.push((*from, *mid));
+                    }
                 }
             }
         }

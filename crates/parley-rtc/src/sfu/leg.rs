@@ -88,6 +88,8 @@ pub(crate) struct LegCounters {
     pub packets_out: u64,
     pub bytes_out: u64,
     pub rate_limited: u64,
+    pub video_rate_limited: u64,
+    pub keyframe_requests_forwarded: u64,
     pub rtt: Option<Duration>,
     pub loss_in: Option<f32>,
     pub loss_out: Option<f32>,
@@ -108,8 +110,65 @@ pub(crate) struct Leg {
     pub tracks: Vec<Track>,
     pub slots: Vec<Slot>,
     pub budget: TokenBucket,
+    pub video_budget: TokenBucket,
+    /// Payload types (main and RTX) that carry video on this leg.
+    pub video_pts: Vec<u8>,
     pub counters: LegCounters,
+    sync: SyncClock,
 }
+
+/// Maps a sender's media times onto the relay's clock for the wall-clock times of
+/// forwarded packets, which str0m turns into the sender reports of each receiving leg.
+///
+/// Arrival times alone would put each stream's network jitter into its reports. The
+/// sender's own reports give every packet a capture time on the sender's clock, shared
+/// by its audio and video; capture time plus the smallest delay seen so far is then an
+/// arrival time without jitter, on the relay's clock, and never in the future.
+#[derive(Debug, Default)]
+struct SyncClock {
+    /// An arrival and the capture time (seconds, sender's clock) it is measured from.
+    anchor: Option<(Instant, f64)>,
+    /// Smallest delay seen relative to the anchor, in seconds.
+    floor: Option<f64>,
+}
+
+impl SyncClock {
+    fn wallclock(&mut self, packet: &RtpPacket, clock_rate: u32) -> Instant {
+        let arrival = packet.timestamp;
+        let Some(sr) = packet.last_sender_info else {
+            return arrival;
+        };
+        let Ok(sr_ntp) = sr.ntp_time.duration_since(std::time::UNIX_EPOCH) else {
+            return arrival;
+        };
+        if clock_rate == 0 {
+            return arrival;
+        }
+        // Packets after the report are ahead of its RTP time, packets before behind.
+        let ticks = packet.header.timestamp.wrapping_sub(sr.rtp_time.numer() as u32) as i32;
+        let capture = sr_ntp.as_secs_f64() + f64::from(ticks) / f64::from(clock_rate);
+        let (anchor_arrival, anchor_capture) = *self.anchor.get_or_insert((arrival, capture));
+        let since = if arrival >= anchor_arrival {
+            arrival.duration_since(anchor_arrival).as_secs_f64()
+        } else {
+            -anchor_arrival.duration_since(arrival).as_secs_f64()
+        };
+        let delay = since - (capture - anchor_capture);
+        let floor = self.floor.map_or(delay, |f| f.min(delay));
+        self.floor = Some(floor);
+        let excess = delay - floor;
+        // A sender whose clock jumps is not worth following; arrival time will do.
+        if !excess.is_finite() || excess > MAX_SYNC_EXCESS {
+            return arrival;
+        }
+        arrival
+            .checked_sub(Duration::from_secs_f64(excess))
+            .unwrap_or(arrival)
+    }
+}
+
+/// Delay beyond the best seen past which a packet's arrival is used as is.
+const MAX_SYNC_EXCESS: f64 = 2.0;
 
 impl Leg {
     #[allow(clippy::too_many_arguments)]
@@ -120,8 +179,17 @@ impl Leg {
         rtc: Rtc,
         ufrag: String,
         budget: TokenBucket,
+        video_budget: TokenBucket,
         now: Instant,
     ) -> Self {
+        let video_pts = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter(|p| p.spec().codec.is_video())
+            .flat_map(|p| std::iter::once(p.pt()).chain(p.resend()))
+            .map(|pt| *pt)
+            .collect();
         Leg {
             call,
             participant,
@@ -136,7 +204,10 @@ impl Leg {
             tracks: Vec::new(),
             slots: Vec::new(),
             budget,
+            video_budget,
+            video_pts,
             counters: LegCounters::default(),
+            sync: SyncClock::default(),
         }
     }
 
@@ -167,6 +238,17 @@ impl Leg {
         }
     }
 
+    /// Which participant feeds each receive slot of one kind, numbered within the kind
+    /// the way the client numbers them.
+    pub(crate) fn feeds(&self, kind: MediaKind) -> Vec<(usize, ParticipantId)> {
+        self.slots
+            .iter()
+            .filter(|s| s.kind == kind)
+            .enumerate()
+            .filter_map(|(i, s)| s.feed.as_ref().map(|f| (i, f.from_participant)))
+            .collect()
+    }
+
     /// Remembers an address that passed ICE, evicting the oldest past the cap.
     /// Returns the evicted address.
     pub(crate) fn remember_addr(&mut self, addr: SocketAddr) -> Option<SocketAddr> {
@@ -181,6 +263,25 @@ impl Leg {
         }
     }
 
+    /// Whether a datagram from this participant is video RTP, judged by the payload
+    /// type in its (unencrypted) RTP header. A sender that mislabels its packets only
+    /// moves them into its own other budget; str0m still authenticates them.
+    pub(crate) fn is_video_rtp(&self, datagram: &[u8]) -> bool {
+        let (Some(first), Some(second)) = (datagram.first(), datagram.get(1)) else {
+            return false;
+        };
+        // RTP version 2, and not RTCP (packet types 192..=223 in the same byte).
+        (128..=191).contains(first)
+            && !(192..=223).contains(second)
+            && datagram.len() >= 12
+            && self.video_pts.contains(&(second & 0x7f))
+    }
+
+    /// The wall-clock time to forward this participant's packet with.
+    pub(crate) fn media_wallclock(&mut self, packet: &RtpPacket, clock_rate: u32) -> Instant {
+        self.sync.wallclock(packet, clock_rate)
+    }
+
     /// Writes a packet from another leg into the slot it feeds. Returns whether it was
     /// queued (the caller must then drain this leg).
     pub(crate) fn write_forwarded(
@@ -190,6 +291,7 @@ impl Leg {
         params: &PayloadParams,
         source_id: u32,
         packet: &RtpPacket,
+        wallclock: Instant,
     ) -> bool {
         if !self.rtc.is_connected() {
             return false;
@@ -232,7 +334,7 @@ impl Leg {
             pt,
             SeqNo::from(seq_out),
             packet.header.timestamp,
-            packet.timestamp,
+            wallclock,
             packet.payload.clone(),
         )
         .marker(packet.header.marker)

@@ -10,6 +10,13 @@
 //!
 //! Forwarded packets carry the sender's [`Joined::source_id`] as their only CSRC, which
 //! is how a client tells who is speaking on a slot.
+//!
+//! Video travels the same way on video slots. Each leg is its own RTP session:
+//! str0m NACKs losses on the way in and answers NACKs with RTX on the way out, per
+//! leg; a receiver's keyframe request goes to the sender feeding that slot
+//! (throttled), and so does one for every newly attached video slot. Sender reports
+//! are regenerated per leg, on wall-clock times derived from the sender's own reports
+//! so that a sender's audio and video stay aligned.
 
 mod core;
 mod driver;
@@ -46,9 +53,15 @@ pub struct SfuConfig {
     /// Calls at once.
     pub max_calls: usize,
     /// Packets per second one participant may send to the relay, on average…
+    /// Video RTP (and its retransmissions) has its own budget below, so a flood of
+    /// video cannot starve the sender's audio, RTCP or ICE.
     pub max_packets_per_sec: u32,
     /// …and in a burst. Excess packets are dropped and counted.
     pub packet_burst: u32,
+    /// Video RTP packets per second one participant may send, on average…
+    pub max_video_packets_per_sec: u32,
+    /// …and in a burst (a keyframe leaves as one).
+    pub video_packet_burst: u32,
     /// How long a joined participant may take to connect before it is dropped.
     pub connect_timeout: Duration,
     /// Largest SDP offer accepted, in bytes.
@@ -66,10 +79,14 @@ impl Default for SfuConfig {
             public_ips: Vec::new(),
             max_participants: 8,
             max_calls: 10_000,
-            // Audio is 50 packets/s and 720p30 video a few hundred; this leaves room
-            // for both plus RTCP and retransmissions.
+            // Audio is 50 packets/s per line; this leaves room for RTCP, ICE and
+            // the video of a sender that is not yet classified.
             max_packets_per_sec: 2_000,
             packet_burst: 500,
+            // 720p30 at 2.5 Mbit/s is ~260 packets/s with keyframes of ~100 packets;
+            // this leaves room for retransmissions and bandwidth probing.
+            max_video_packets_per_sec: 1_500,
+            video_packet_burst: 600,
             connect_timeout: core::DEFAULT_CONNECT_TIMEOUT,
             max_offer_bytes: 64 * 1024,
             max_media_lines: 32,
@@ -180,16 +197,22 @@ pub struct ParticipantStats {
     pub packets_out: u64,
     /// RTP payload bytes forwarded to it.
     pub bytes_out: u64,
-    /// Packets from it dropped by the rate limit.
+    /// Packets from it dropped by the rate limits (video included).
     pub dropped_rate_limited: u64,
+    /// Video packets from it dropped by the video rate limit.
+    pub dropped_video_rate_limited: u64,
     /// Round-trip time to it.
     pub rtt: Option<Duration>,
     /// Fraction of its packets lost on the way in.
     pub loss_in: Option<f32>,
     /// Fraction of packets to it lost on the way out.
     pub loss_out: Option<f32>,
-    /// Which participant feeds each of its receive slots (slot index, participant).
+    /// Which participant feeds each of its audio receive slots (slot index, participant).
     pub receiving_from: Vec<(usize, ParticipantId)>,
+    /// Which participant feeds each of its video receive slots (slot index, participant).
+    pub receiving_video_from: Vec<(usize, ParticipantId)>,
+    /// Keyframe requests (PLI/FIR) it sent that were passed on to a sender.
+    pub keyframe_requests_forwarded: u64,
 }
 
 /// Relay-wide counters, for metrics.

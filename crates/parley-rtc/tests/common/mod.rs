@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parley_rtc::peer::{ConnectionState, EncodedAudio, Peer, PeerConfig, PeerEvent, ReceivedAudio};
+use parley_rtc::peer::{
+    ConnectionState, EncodedAudio, EncodedVideo, Peer, PeerConfig, PeerEvent, ReceivedAudio, ReceivedVideo,
+    VideoEvent,
+};
 use parley_rtc::sfu::{CallId, ParticipantId, Sfu, SfuConfig, SfuHandle};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -198,4 +201,128 @@ pub fn ice_ufrag(sdp: &str) -> String {
         .expect("SDP has an ICE ufrag")
         .trim()
         .to_owned()
+}
+
+/// A peer that sends and receives video as well, with its video event stream.
+pub struct VideoPeer {
+    pub peer: Peer,
+    pub events: mpsc::Receiver<PeerEvent>,
+    pub video: mpsc::Receiver<VideoEvent>,
+    pub source_id: u32,
+}
+
+pub fn video_config(recv_only_video: usize) -> PeerConfig {
+    PeerConfig {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        recv_only_audio: 0,
+        video: true,
+        recv_only_video,
+        ..PeerConfig::default()
+    }
+}
+
+/// Offer → join → answer for a video peer; `route` may rewrite the answer (to send
+/// the peer's traffic through an impaired path).
+pub async fn join_video(
+    sfu: &SfuHandle,
+    call: CallId,
+    participant: ParticipantId,
+    config: PeerConfig,
+    route: impl FnOnce(&str) -> String,
+) -> VideoPeer {
+    let (peer, events, video) = Peer::new_with_video(config).expect("peer binds");
+    let offer = peer.create_offer().await.expect("offer");
+    let joined = sfu.join(call, participant, &offer).await.expect("join");
+    peer.accept_answer(&route(&joined.answer_sdp))
+        .await
+        .expect("answer accepted");
+    VideoPeer {
+        peer,
+        events,
+        video,
+        source_id: joined.source_id,
+    }
+}
+
+impl VideoPeer {
+    pub async fn wait_connected(&mut self) {
+        timeout(CONNECT_TIMEOUT, async {
+            while let Some(ev) = self.events.recv().await {
+                if ev == PeerEvent::State(ConnectionState::Connected) {
+                    return;
+                }
+            }
+            panic!("peer events ended before connecting");
+        })
+        .await
+        .expect("peer connects in time");
+    }
+
+    /// Video frames until `quiet` passes with none, or `limit` are in. Other video
+    /// events are kept in `others`.
+    pub async fn collect_frames(
+        &mut self,
+        limit: usize,
+        quiet: Duration,
+        others: &mut Vec<VideoEvent>,
+    ) -> Vec<ReceivedVideo> {
+        let mut got = Vec::new();
+        let mut deadline = tokio::time::Instant::now() + quiet;
+        while got.len() < limit {
+            match tokio::time::timeout_at(deadline, self.video.recv()).await {
+                Ok(Some(VideoEvent::Frame(f))) => {
+                    got.push(f);
+                    deadline = tokio::time::Instant::now() + quiet;
+                }
+                Ok(Some(other)) => others.push(other),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        got
+    }
+
+    /// Waits for a video event matching `want`, discarding others.
+    pub async fn wait_video_event(
+        &mut self,
+        within: Duration,
+        want: impl Fn(&VideoEvent) -> bool,
+    ) -> Option<VideoEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match tokio::time::timeout_at(deadline, self.video.recv()).await {
+                Ok(Some(ev)) if want(&ev) => return Some(ev),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// An H.264-shaped access unit for frame `i`: SPS, PPS and an IDR slice for a
+/// keyframe, one non-IDR slice otherwise, `slice_len` bytes of slice data that
+/// never contain a start code, and the frame number up front so every frame differs.
+pub fn video_access_unit(sender: u8, i: u32, keyframe: bool, slice_len: usize) -> Bytes {
+    let mut au = Vec::with_capacity(slice_len + 64);
+    if keyframe {
+        au.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0xda, 0x02, 0x80, 0xf6, 0x9b]);
+        au.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x06, 0xe2]);
+        au.extend_from_slice(&[0, 0, 0, 1, 0x65]);
+    } else {
+        au.extend_from_slice(&[0, 0, 0, 1, 0x41]);
+    }
+    au.extend_from_slice(&(i | 0x8080_8080).to_be_bytes());
+    au.push(sender | 0x80);
+    au.extend((0..slice_len).map(|n| (n % 251) as u8 | 0x10));
+    Bytes::from(au)
+}
+
+/// Frame `i` of a 25 fps stream with a keyframe every `gop` frames.
+pub fn video_frame(sender: u8, i: u32, gop: u32, slice_len: usize) -> EncodedVideo {
+    let keyframe = i.is_multiple_of(gop);
+    let len = if keyframe { slice_len * 3 } else { slice_len };
+    EncodedVideo {
+        rtp_timestamp: i * 3600,
+        data: video_access_unit(sender, i, keyframe, len),
+        keyframe,
+    }
 }
