@@ -1,6 +1,7 @@
 //! Where outgoing pictures come from: a synthetic test pattern for tests, bots and quality
-//! measurements, and (in [`crate::camera`]) real cameras. Sources are polled with the current
-//! time and hand out at most one picture per call, so a test drives them in simulated time.
+//! measurements, and (in `camera`, behind the `camera` feature) real cameras. Sources are
+//! polled with the current time and hand out at most one picture per call, so a test drives
+//! them in simulated time.
 
 use crate::marks::{draw_marks, grid_bottom};
 use crate::{I420Frame, VideoError};
