@@ -5,13 +5,20 @@
 //! microseconds and move [`EncodedFrame`]s themselves, so a whole call's audio, including loss,
 //! jitter and reordering, can be replayed deterministically in a test.
 //!
-//! * [`codec`]: Opus at 48 kHz mono, 20 ms frames, in-band FEC, no DTX.
+//! * [`codec`]: Opus at 48 kHz mono, 20 ms frames, in-band FEC, no DTX; [`LossAdapter`], the
+//!   policy that raises the encoder's expected loss (FEC strength) and bitrate at once when the
+//!   far end reports loss and lowers them slowly when it clears.
 //! * [`source`] / [`sink`]: where PCM comes from and goes to; real devices in [`device`] behind
 //!   the `devices` feature.
 //! * [`jitter`]: a NetEQ-style adaptive jitter buffer (target delay follows measured jitter,
 //!   FEC for single losses, concealment, time-stretching back down when the network calms).
-//! * [`pipeline`]: [`AudioSender`] and [`AudioReceiver`], the two objects a call wires up.
-//! * [`analysis`]: tone frequency and gap detection for tests and the quality harness.
+//! * [`mixer`]: sums several decoded voices into one frame (i32 sum, clamped to i16).
+//! * [`pipeline`]: [`AudioSender`], [`AudioReceiver`] (one stream) and [`GroupReceiver`] (one
+//!   jitter buffer and decoder per receive slot of a group call, restarted when a slot changes
+//!   speaker, dropped when it falls silent, mixed into one sink, with per-voice
+//!   [`VoiceStats`]).
+//! * [`analysis`]: tone frequency, per-tone amplitude in a mix and gap detection for tests and
+//!   the quality harness.
 
 pub mod analysis;
 pub mod codec;

@@ -154,6 +154,14 @@ async fn friends_hear_each_others_tone_through_the_relay() {
             "{who}: {:?}",
             steady.receive
         );
+        assert_eq!(steady.participants.len(), 1, "{who}: {:?}", steady.participants);
+        // The loss adapter sets the encoder from the start: the clean-link 32 kbit/s plus room
+        // for the FEC its initial 10 % guess asks for, and at no loss the guess only falls.
+        let encoder = steady.encoder;
+        assert!(
+            encoder.bitrate_bps > 32_000 && (2..=10).contains(&encoder.expected_loss_percent),
+            "{who}: {encoder:?}"
+        );
         println!("{who}: {}", steady.summary());
     }
 

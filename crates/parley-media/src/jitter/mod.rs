@@ -18,8 +18,8 @@
 //!    counts against a later gap, so a packet that arrives after an outage is not concealed
 //!    twice.
 //!
-//! The target comes from [`delay`]: a quantile of the recent relative arrival delays, plus one
-//! frame, clamped to the configured minimum and maximum.
+//! The target comes from the `delay` module: a quantile of the recent relative arrival delays,
+//! plus one frame, clamped to the configured minimum and maximum.
 //!
 //! Robustness: sequence numbers and timestamps are unwrapped around their wrap points;
 //! duplicates and packets whose turn has passed are counted and dropped; a packet too far ahead
