@@ -7,6 +7,12 @@
 //! handed back to the event loop with `slint::invoke_from_event_loop`, where
 //! the `done` closure may touch the UI. Pushed events take the same path, in
 //! batches, so a burst of messages costs one wake-up of the UI thread.
+//! Voice calls run as one task each (`call.rs`), steered by the window
+//! through a [`CallControl`].
+
+mod call;
+
+pub use call::{CallControl, CallStart, CallUpdate};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,13 +3,16 @@
 //! Layout: the `.slint` files under `ui/` are the view (markup only); `app`
 //! is the controller that wires the view's callbacks to actions; `bridge` is
 //! the one place SDK calls are made (on a tokio runtime, never on the UI
-//! thread); `messages`, `conversations` and `people` are the view-models;
-//! `format`, `images`, `settings`, `notify` and `desktop` are helpers.
+//! thread); `messages`, `conversations`, `people` and `calls` are the
+//! view-models; `audio` picks a call's microphone and speaker; `format`,
+//! `images`, `settings`, `notify` and `desktop` are small utilities.
 
 slint::include_modules!();
 
 pub mod app;
+pub mod audio;
 pub mod bridge;
+pub mod calls;
 pub mod conversations;
 pub mod desktop;
 pub mod format;

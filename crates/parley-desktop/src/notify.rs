@@ -1,6 +1,6 @@
 //! Desktop notifications for messages that arrive while the window is not
-//! focused. Showing one talks to the desktop (D-Bus on Linux) and may block,
-//! so it runs on a worker thread.
+//! focused, and for incoming calls. Showing one talks to the desktop (D-Bus
+//! on Linux) and may block, so it runs on a worker thread.
 
 use crate::bridge::Bridge;
 
@@ -13,6 +13,13 @@ pub fn new_message(bridge: &Bridge, chat: &str, sender: &str, preview: &str) {
     };
     let body = preview.to_string();
     bridge.blocking(move || show(&summary, &body), |_| {});
+}
+
+/// Announces an incoming call from `caller`. Shown even when the window is
+/// focused: the call window may open behind other windows.
+pub fn incoming_call(bridge: &Bridge, caller: &str) {
+    let summary = format!("{caller} is calling");
+    bridge.blocking(move || show(&summary, "Incoming voice call"), |_| {});
 }
 
 fn show(summary: &str, body: &str) {

@@ -47,6 +47,12 @@ pub struct Preferences {
     /// Dark theme on.
     #[serde(default)]
     pub dark: bool,
+    /// Microphone for calls (`None`: the system default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub microphone: Option<String>,
+    /// Speaker for calls (`None`: the system default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// A session to resume at start-up.
@@ -194,6 +200,8 @@ mod tests {
             last_server: "chat.example.org:7420".into(),
             last_user: "ada".into(),
             dark: true,
+            microphone: Some("USB Headset Mono".into()),
+            speaker: None,
         };
         dir.save_preferences(&prefs).unwrap();
         assert_eq!(dir.load_preferences().unwrap(), prefs);

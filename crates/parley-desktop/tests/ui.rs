@@ -5,97 +5,22 @@
 //! screenshot of every screen on the way.
 //!
 //! Slint's testing backend runs the event loop on this test's thread and
-//! draws with the software renderer, so no display is needed. The scenario
-//! runs on a second thread and touches the UI only through `on_ui`, exactly
-//! like the app's own network results do. One `#[test]` per file: the
-//! platform can be set once per process.
+//! draws with the software renderer, so no display is needed (see
+//! `common/mod.rs`).
+
+mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
-use i_slint_backend_testing::{AccessibleRole, ElementHandle, TestingBackend, TestingBackendOptions};
-use parley_client::{Client, ClientConfig, ClientEvent, Trust, pb};
+use common::{WAIT, on_ui, press, screenshot_of, shot_dir, start_server, type_into, wait_for, with};
+use parley_client::{ClientEvent, pb};
 use parley_desktop::app::with_app;
 use parley_desktop::settings::ConfigDir;
 use parley_desktop::{App, AuthState, Main, Page, Theme};
 use slint::{ComponentHandle, Model};
 
-/// How long any one expected change may take.
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Runs `f` on the UI thread and returns its result.
-fn on_ui<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    slint::invoke_from_event_loop(move || {
-        let _ = tx.send(f());
-    })
-    .expect("event loop running");
-    rx.recv_timeout(WAIT).expect("UI thread answered")
-}
-
-/// Runs `f` with the app on the UI thread.
-fn with<R: Send + 'static>(f: impl FnOnce(&App) -> R + Send + 'static) -> R {
-    on_ui(move || {
-        let mut out = None;
-        with_app(|app| out = Some(f(app)));
-        out.expect("app running")
-    })
-}
-
-/// Waits until `check` (run on the UI thread) holds.
-fn wait_for(what: &str, check: impl Fn(&App) -> bool + Send + Sync + Clone + 'static) {
-    let start = Instant::now();
-    loop {
-        let check = check.clone();
-        if with(move |app| check(app)) {
-            return;
-        }
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Sets a text field found by its accessible label.
-fn type_into(label: &'static str, text: &'static str) {
-    with(move |app| {
-        let field = ElementHandle::find_by_accessible_label(app.window(), label)
-            .find(|e| e.accessible_role() == Some(AccessibleRole::TextInput))
-            .unwrap_or_else(|| panic!("no field labelled {label}"));
-        field.set_accessible_value(text);
-    });
-}
-
-/// Presses a button found by its accessible label.
-fn press(label: &'static str) {
-    with(move |app| {
-        let button = ElementHandle::find_by_accessible_label(app.window(), label)
-            .find(|e| e.accessible_role() == Some(AccessibleRole::Button))
-            .unwrap_or_else(|| panic!("no button labelled {label}"));
-        button.invoke_accessible_default_action();
-    });
-}
-
-fn shot_dir() -> PathBuf {
-    std::env::var_os("PARLEY_SCREENSHOT_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots"))
-}
-
-/// Renders the window and saves it as `<name>.png`.
 fn screenshot(name: &'static str) {
-    // Let pending layout and image updates land first.
-    std::thread::sleep(Duration::from_millis(300));
-    let dir = shot_dir();
-    with(move |app| {
-        // A toast left over from the previous step would cover the screen.
-        app.window().global::<Main>().set_toast("".into());
-        let pixels = app.window().window().take_snapshot().expect("snapshot");
-        let image = image::RgbaImage::from_raw(pixels.width(), pixels.height(), pixels.as_bytes().to_vec())
-            .expect("pixel buffer size");
-        std::fs::create_dir_all(&dir).expect("screenshot dir");
-        image.save(dir.join(format!("{name}.png"))).expect("png written");
-    });
+    screenshot_of(shot_dir("screenshots"), name, |app| app.window().window());
 }
 
 fn page() -> Page {
@@ -137,49 +62,6 @@ fn write_png(path: &Path) {
     image.save(path).expect("test image written");
 }
 
-struct Server {
-    handle: parley_server::ServerHandle,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_server() -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = parley_server::Config {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        http_listen: "127.0.0.1:0".parse().expect("address"),
-        database: format!("sqlite://{}", dir.path().join("parley.db").display()),
-        data_dir: dir.path().to_path_buf(),
-        tls: parley_server::TlsMode::SelfSigned,
-        ..parley_server::Config::default()
-    };
-    let handle = parley_server::start(config).await.expect("server starts");
-    Server { handle, _dir: dir }
-}
-
-impl Server {
-    fn address(&self) -> String {
-        self.handle.client_addr.to_string()
-    }
-
-    async fn user(&self, name: &str, display: &str) -> (Client, pb::User) {
-        let mut config = ClientConfig::new(
-            self.address(),
-            Trust::Pinned(self.handle.fingerprint.clone().unwrap_or_default()),
-        );
-        config.server_name = "localhost".into();
-        let client = Client::connect(config).await.expect("connect");
-        client
-            .register(name, display, &format!("password-{name}"))
-            .await
-            .expect("register");
-        let logged_in = client
-            .login(name, &format!("password-{name}"))
-            .await
-            .expect("login");
-        (client, logged_in.user.expect("user"))
-    }
-}
-
 async fn next_text(events: &mut tokio::sync::broadcast::Receiver<ClientEvent>, text: &str) -> pb::Message {
     let wait = async {
         loop {
@@ -195,49 +77,13 @@ async fn next_text(events: &mut tokio::sync::broadcast::Receiver<ClientEvent>, t
 
 #[test]
 fn desktop_client_end_to_end() {
-    slint::platform::set_platform(Box::new(TestingBackend::new(TestingBackendOptions {
-        mock_time: false,
-        threading: true,
-        renderer_name: Some("software".into()),
-    })))
-    .expect("testing platform");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let config_dir = tempfile::tempdir().expect("config dir");
-    let config_path = config_dir.path().to_path_buf();
-    let handle = runtime.handle().clone();
-    let start_handle = handle.clone();
-    let start_config = config_path.clone();
-    slint::invoke_from_event_loop(move || {
-        let app = App::start(start_handle, ConfigDir::at(start_config)).expect("app starts");
-        app.window().show().expect("window shows");
-    })
-    .expect("event loop queue");
-
-    let scenario = std::thread::spawn(move || {
-        // Quits the event loop however the scenario ends, so a failed
-        // assertion fails the test instead of hanging it.
-        struct Quit;
-        impl Drop for Quit {
-            fn drop(&mut self) {
-                let _ = slint::invoke_from_event_loop(|| {
-                    with_app(|app| app.shut_down());
-                    let _ = slint::quit_event_loop();
-                });
-            }
-        }
-        let _quit = Quit;
-        scenario(handle, config_path);
-    });
-    slint::run_event_loop_until_quit().expect("event loop");
-    let outcome = scenario.join();
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    common::run(
+        |runtime, config| {
+            let app = App::start(runtime, ConfigDir::at(config)).expect("app starts");
+            app.window().show().expect("window shows");
+        },
+        scenario,
+    );
 }
 
 fn scenario(rt: tokio::runtime::Handle, config_path: PathBuf) {

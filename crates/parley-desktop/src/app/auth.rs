@@ -200,6 +200,7 @@ impl App {
     }
 
     pub(crate) fn logout(&self) {
+        self.clear_call();
         self.bridge.disconnect(true);
         self.forget_session();
         {

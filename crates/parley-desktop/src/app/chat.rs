@@ -231,6 +231,9 @@ impl App {
         main.set_chat_group(group);
         main.set_chat_has_picture(avatar.is_some());
         main.set_chat_picture(avatar.unwrap_or_default());
+        drop(people);
+        drop(state);
+        self.refresh_call_button();
     }
 
     /// Sends the draft (or saves the edit in progress).

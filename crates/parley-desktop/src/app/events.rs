@@ -200,8 +200,21 @@ impl App {
                 self.refresh_people_views();
                 false
             }
-            // Calls and anything newer are handled by windows that do not
-            // exist yet.
+            Ev::CallIncoming(info) => {
+                self.on_call_incoming(info);
+                false
+            }
+            Ev::CallEnded(ended) => {
+                self.on_call_ended(ended);
+                false
+            }
+            Ev::CallAnsweredElsewhere(answered) => {
+                self.on_call_answered_elsewhere(answered);
+                false
+            }
+            // A call placed here is followed by its own task; the rest
+            // (ringing on another device's call, group call departures)
+            // changes nothing on screen.
             _ => false,
         }
     }

@@ -7,6 +7,7 @@
 //! the bridge runs on the event loop.
 
 mod auth;
+mod call;
 mod chat;
 mod contacts;
 mod events;
@@ -15,17 +16,19 @@ mod groups;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parley_client::{ClientError, pb};
 use slint::{ComponentHandle, Image, Model, ModelRc, VecModel};
 
+use crate::audio::{CallAudio, DeviceAudio};
 use crate::bridge::Bridge;
 use crate::conversations::Conversations;
 use crate::messages::MessageModel;
 use crate::people::People;
 use crate::settings::{ConfigDir, Preferences};
-use crate::{AppWindow, AuthState, ConversationItem, Main, Page, PersonRow, Theme, format};
+use crate::{AppWindow, AuthState, CallWindow, ConversationItem, Main, Page, PersonRow, Theme, format};
 
 thread_local! {
     static APP: RefCell<Option<Rc<App>>> = const { RefCell::new(None) };
@@ -74,12 +77,20 @@ pub(crate) struct State {
     pub avatar_loading: HashSet<i64>,
     pub profile_loading: HashSet<i64>,
     pub window_focused: bool,
+    /// The call on screen, if any.
+    pub call: Option<call::ActiveCall>,
+    /// Numbers the calls shown, so a finished call's late reports are ignored.
+    pub call_serial: u64,
 }
 
 /// The running desktop client.
 pub struct App {
     pub(crate) ui: AppWindow,
+    pub(crate) call_window: CallWindow,
     pub(crate) bridge: Bridge,
+    /// Where calls take their audio from; `None`: the devices chosen in
+    /// the preferences.
+    audio: Option<Arc<dyn CallAudio>>,
     pub(crate) config: ConfigDir,
     pub(crate) state: RefCell<State>,
     pub(crate) people: Rc<RefCell<People>>,
@@ -92,16 +103,38 @@ pub struct App {
     invitable_rows: Rc<VecModel<PersonRow>>,
     toast_timer: slint::Timer,
     tick_timer: slint::Timer,
+    call_timer: slint::Timer,
+    call_close_timer: slint::Timer,
 }
 
 impl App {
     /// Creates the window, restores preferences and either resumes the saved
     /// session or shows the sign-in dialog. The window is shown by the caller.
+    /// Calls use the system's sound devices.
     pub fn start(
         runtime: tokio::runtime::Handle,
         config: ConfigDir,
     ) -> Result<Rc<App>, slint::PlatformError> {
+        Self::launch(runtime, config, None)
+    }
+
+    /// Like [`App::start`], with calls taking their audio from `audio`
+    /// (the headless tests send a tone and play into memory).
+    pub fn start_with_audio(
+        runtime: tokio::runtime::Handle,
+        config: ConfigDir,
+        audio: Arc<dyn CallAudio>,
+    ) -> Result<Rc<App>, slint::PlatformError> {
+        Self::launch(runtime, config, Some(audio))
+    }
+
+    fn launch(
+        runtime: tokio::runtime::Handle,
+        config: ConfigDir,
+        audio: Option<Arc<dyn CallAudio>>,
+    ) -> Result<Rc<App>, slint::PlatformError> {
         let ui = AppWindow::new()?;
+        let call_window = CallWindow::new()?;
         let prefs = config.load_preferences().unwrap_or_else(|e| {
             tracing::warn!("{e}; using default preferences");
             Preferences::default()
@@ -111,7 +144,9 @@ impl App {
             messages: Rc::new(MessageModel::new(people.clone())),
             people,
             ui,
+            call_window,
             bridge: Bridge::new(runtime),
+            audio,
             config,
             state: RefCell::new(State {
                 window_focused: true,
@@ -125,10 +160,13 @@ impl App {
             invitable_rows: Rc::new(VecModel::default()),
             toast_timer: slint::Timer::default(),
             tick_timer: slint::Timer::default(),
+            call_timer: slint::Timer::default(),
+            call_close_timer: slint::Timer::default(),
         });
         APP.with(|slot| *slot.borrow_mut() = Some(app.clone()));
         app.bind_models();
         app.bind_callbacks();
+        app.bind_call_callbacks();
         app.watch_focus();
         let main = app.ui.global::<Main>();
         main.set_version(env!("CARGO_PKG_VERSION").into());
@@ -155,8 +193,26 @@ impl App {
         &self.ui
     }
 
+    /// The audio of the next call.
+    pub(crate) fn call_audio(&self) -> Arc<dyn CallAudio> {
+        if let Some(audio) = &self.audio {
+            return audio.clone();
+        }
+        let prefs = &self.state.borrow().prefs;
+        Arc::new(DeviceAudio {
+            microphone: prefs.microphone.clone(),
+            speaker: prefs.speaker.clone(),
+        })
+    }
+
+    /// The call window (for tests).
+    pub fn call_window(&self) -> &CallWindow {
+        &self.call_window
+    }
+
     /// Drops the thread's app handle (tests that start a second app).
     pub fn shut_down(&self) {
+        self.clear_call();
         self.bridge.disconnect(false);
         self.tick_timer.stop();
         APP.with(|slot| slot.borrow_mut().take());
@@ -261,6 +317,7 @@ impl App {
         let theme = self.ui.global::<Theme>();
         let dark = !theme.get_dark();
         theme.set_dark(dark);
+        self.call_window.global::<Theme>().set_dark(dark);
         self.state.borrow_mut().prefs.dark = dark;
         self.save_preferences();
     }
@@ -283,6 +340,7 @@ impl App {
         match which {
             "add-friend" => self.load_requests(),
             "profile" => {
+                self.load_devices();
                 let main = self.ui.global::<Main>();
                 if let Some(me) = &self.state.borrow().me {
                     main.set_profile_name(me.display_name.as_str().into());
@@ -392,6 +450,7 @@ impl App {
         self.refresh_conversations();
         self.refresh_friends();
         self.refresh_chat_header();
+        self.refresh_call_peer();
         self.refresh_me();
         let rows = self.messages.len();
         if rows > 0 {
