@@ -8,7 +8,9 @@
 //!   a thin tokio loop ([`sfu::Sfu::start`]) owns the socket.
 //! * [`peer`] — the client side of one leg: offer/answer, sending encoded audio, and
 //!   handing every received RTP packet (with its sequence number and arrival time) to
-//!   the jitter buffer.
+//!   the jitter buffer. Optional H.264 video: access units out, whole frames back
+//!   (packetized and reassembled here, since str0m runs in RTP mode), NACK/RTX,
+//!   keyframe requests, the bandwidth estimate and sender reports for lip sync.
 //!
 //! Both sides run str0m in RTP mode: the relay must not hold packets back to reorder
 //! them, and the client's jitter buffer wants raw packets, gaps included.

@@ -161,8 +161,9 @@ impl SyncClock {
         if !excess.is_finite() || excess > MAX_SYNC_EXCESS {
             return arrival;
         }
-        arrival
-            .checked_sub(Duration::from_secs_f64(excess))
+        Duration::try_from_secs_f64(excess)
+            .ok()
+            .and_then(|d| arrival.checked_sub(d))
             .unwrap_or(arrival)
     }
 }
