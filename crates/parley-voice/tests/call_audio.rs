@@ -192,6 +192,24 @@ async fn friends_hear_each_others_tone_through_the_relay() {
     server.shutdown().await;
 }
 
+/// Ann, Ben and Cat, Ann friends with both, and a group conversation of the three.
+async fn group_of_three(server: &ServerHandle) -> ([Client; 3], i64) {
+    let (ann, _) = user(server, "ann").await;
+    let (ben, ben_user) = user(server, "ben").await;
+    let (cat, cat_user) = user(server, "cat").await;
+    for (friend, id) in [(&ben, ben_user.id), (&cat, cat_user.id)] {
+        ann.send_friend_request(id, "").await.unwrap();
+        let request = friend.friend_requests().await.unwrap().incoming[0].id;
+        friend.answer_friend_request(request, true).await.unwrap();
+    }
+    let group = ann
+        .create_group("trio", &[ben_user.id, cat_user.id])
+        .await
+        .unwrap()
+        .id;
+    ([ann, ben, cat], group)
+}
+
 /// Waits until the call hears `voices` voices, each having played `frames` frames.
 async fn hearing(stats: &mut watch::Receiver<CallStats>, voices: usize, frames: u64) -> CallStats {
     let latest = stats.clone();
@@ -210,19 +228,7 @@ async fn three_in_a_group_each_hear_the_two_others_mixed() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path()).await;
-    let (ann, _) = user(&server, "ann").await;
-    let (ben, ben_user) = user(&server, "ben").await;
-    let (cat, cat_user) = user(&server, "cat").await;
-    for (friend, id) in [(&ben, ben_user.id), (&cat, cat_user.id)] {
-        ann.send_friend_request(id, "").await.unwrap();
-        let request = friend.friend_requests().await.unwrap().incoming[0].id;
-        friend.answer_friend_request(request, true).await.unwrap();
-    }
-    let group = ann
-        .create_group("trio", &[ben_user.id, cat_user.id])
-        .await
-        .unwrap()
-        .id;
+    let ([ann, ben, cat], group) = group_of_three(&server).await;
     let (mut ben_events, mut cat_events) = (ben.events(), cat.events());
 
     let tones = [440.0, 660.0, 880.0];
@@ -314,6 +320,64 @@ async fn three_in_a_group_each_hear_the_two_others_mixed() {
             }
         }
     }
+
+    ann.close().await;
+    ben.close().await;
+    cat.close().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leaving_a_group_call_is_confirmed_at_once_and_the_others_go_on() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let ([ann, ben, cat], group) = group_of_three(&server).await;
+    let (mut ben_events, mut cat_events) = (ben.events(), cat.events());
+    let silence = || parley_media::SilenceSource;
+    let ann_call = VoiceCall::place(&ann, group, silence(), MemorySink::new(10), loopback_options())
+        .await
+        .unwrap();
+    let mut others = Vec::new();
+    for (client, events) in [(&ben, &mut ben_events), (&cat, &mut cat_events)] {
+        let incoming = tokio::time::timeout(WAIT, next_incoming_call(events))
+            .await
+            .unwrap()
+            .unwrap();
+        let call = VoiceCall::answer(
+            client,
+            incoming.call_id,
+            silence(),
+            MemorySink::new(10),
+            loopback_options(),
+        )
+        .await
+        .unwrap();
+        others.push(call);
+    }
+    hearing(&mut ann_call.stats_watch(), 2, 10).await;
+
+    // The call goes on without Ann, so no end confirms her leaving; her own departure does,
+    // well within the wait for an end.
+    let started = std::time::Instant::now();
+    let ann_done = ann_call.hang_up().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(ann_done.end, None);
+    let mut cat_call = others.pop().unwrap();
+    let ben_call = others.pop().unwrap();
+    assert!(!matches!(ben_call.phase(), CallPhase::Ended(_)));
+    assert!(!matches!(cat_call.phase(), CallPhase::Ended(_)));
+
+    // Ben leaving leaves Cat alone, which ends the call for everyone.
+    let ben_done = ben_call.hang_up().await.unwrap();
+    let end = tokio::time::timeout(WAIT, cat_call.ended()).await.unwrap();
+    assert_eq!(end.outcome, pb::CallOutcome::Completed);
+    assert_eq!(ben_done.end, Some(end));
+    cat_call.finish().await.unwrap();
 
     ann.close().await;
     ben.close().await;
