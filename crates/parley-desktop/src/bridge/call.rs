@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parley_client::Client;
-use parley_voice::{CallEnd, CallOptions, CallPhase, CallStats, VoiceCall};
+use parley_voice::{CallEnd, CallOptions, CallPhase, CallStats, VoiceCall, VoiceError};
 use tokio::sync::mpsc;
 
 use super::{Bridge, to_ui};
@@ -154,7 +154,7 @@ async fn run_call(
     };
     let call = match outcome {
         Ok(call) => call,
-        Err(e) => return report(CallUpdate::Failed(e.to_string())),
+        Err(e) => return report(CallUpdate::Failed(failure(&e))),
     };
     call.set_muted(muted);
     if !hang_up {
@@ -172,7 +172,17 @@ async fn run_call(
     };
     match finished {
         Ok(finished) => report(CallUpdate::Ended(finished.end)),
-        Err(e) => report(CallUpdate::Failed(e.to_string())),
+        Err(e) => report(CallUpdate::Failed(failure(&e))),
+    }
+}
+
+/// A short sentence for the call window.
+fn failure(error: &VoiceError) -> String {
+    match error {
+        VoiceError::Signalling(e) => crate::app::describe(e),
+        VoiceError::ConnectTimeout(_) => "no audio connection to the server".into(),
+        VoiceError::NoMedia => "the server does not relay calls".into(),
+        other => other.to_string(),
     }
 }
 
