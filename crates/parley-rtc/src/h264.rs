@@ -189,6 +189,10 @@ pub(crate) struct FrameAssembler {
     blocked_since: Option<Instant>,
     /// Frames given up on so far.
     pub lost: u64,
+    /// The source of the last frame handed out: the relay keeps a slot's sequence
+    /// numbers running when another sender takes it over, but that sender's frames do
+    /// not follow on from the previous one's.
+    last_csrc: Option<u32>,
 }
 
 impl FrameAssembler {
@@ -200,6 +204,7 @@ impl FrameAssembler {
             hold,
             blocked_since: None,
             lost: 0,
+            last_csrc: None,
         }
     }
 
@@ -316,11 +321,13 @@ impl FrameAssembler {
         if data.is_empty() {
             return Some(Err(()));
         }
+        let new_source = self.last_csrc.is_some_and(|c| Some(c) != csrc);
+        self.last_csrc = csrc.or(self.last_csrc);
         let frame = Frame {
             rtp_timestamp: timestamp,
             keyframe: is_keyframe(&data),
             data,
-            contiguous: !std::mem::take(&mut self.broken),
+            contiguous: !std::mem::take(&mut self.broken) && !new_source,
             arrival,
             csrc,
         };
@@ -507,6 +514,26 @@ mod tests {
         assert_eq!(frames.len(), 1);
         assert_eq!(frames[0].data, good);
         assert!(!frames[0].contiguous);
+    }
+
+    #[test]
+    fn a_new_source_on_the_slot_is_not_contiguous() {
+        let t = Instant::now();
+        let mut asm = FrameAssembler::new(DEFAULT_HOLD);
+        let a = access_unit(&[(0x41, 300)]);
+        let pa = packets(&a, 0, 0, t);
+        let mut pb = packets(&a, pa.len() as u64, 3000, t);
+        for p in &mut pb {
+            p.csrc = Some(8);
+        }
+        for p in pa.into_iter().chain(pb) {
+            asm.push(p);
+        }
+        let frames = asm.poll(t);
+        assert_eq!(frames.len(), 2);
+        assert!(frames[0].contiguous);
+        assert!(!frames[1].contiguous);
+        assert_eq!(frames[1].csrc, Some(8));
     }
 
     #[test]

@@ -292,3 +292,69 @@ async fn a_video_flood_does_not_starve_audio() {
         assert_eq!(p.payload, payload(0xA, i as u32));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_call_each_participant_sees_both_others() {
+    const FRAMES: u32 = 20;
+    let sfu = loopback_sfu(3);
+    let mut peers = Vec::new();
+    for (i, participant) in [(0u8, 10), (1, 20), (2, 30)] {
+        let p = join_video(&sfu, 6, participant, video_config(1), str::to_owned).await;
+        peers.push((i, p));
+    }
+    for (_, p) in &mut peers {
+        p.wait_connected().await;
+    }
+    let sources: Vec<u32> = peers.iter().map(|(_, p)| p.source_id).collect();
+
+    let mut tasks = Vec::new();
+    for (i, mut p) in peers {
+        tasks.push(tokio::spawn(async move {
+            let mut others = Vec::new();
+            let send = send_video(&p.peer, i, FRAMES, 1500);
+            let (_, got) = tokio::join!(
+                send,
+                collect_frames(
+                    &mut p.video,
+                    2 * FRAMES as usize,
+                    Duration::from_secs(2),
+                    &mut others
+                )
+            );
+            (i, p, got)
+        }));
+    }
+    for t in tasks {
+        let (i, p, got) = t.await.expect("participant task");
+        let mut by_source = std::collections::BTreeMap::<u32, Vec<_>>::new();
+        for f in got {
+            by_source
+                .entry(f.source_id.expect("relay stamps the source"))
+                .or_default()
+                .push(f);
+        }
+        let expected: Vec<u32> = sources.iter().copied().filter(|s| *s != p.source_id).collect();
+        assert_eq!(
+            by_source.keys().copied().collect::<Vec<_>>(),
+            expected,
+            "participant {i} sees the others"
+        );
+        let mut slots = Vec::new();
+        for (source, frames) in &by_source {
+            let sender = sources.iter().position(|s| s == source).expect("known source") as u8;
+            assert_eq!(
+                frames.len(),
+                FRAMES as usize,
+                "participant {i} gets all of {sender}'s frames"
+            );
+            for (n, f) in frames.iter().enumerate() {
+                assert_eq!(f.data, video_frame(sender, n as u32, GOP, 1500).data);
+                assert!(f.contiguous);
+            }
+            assert!(frames.iter().all(|f| f.slot == frames[0].slot));
+            slots.push(frames[0].slot);
+        }
+        slots.sort_unstable();
+        assert_eq!(slots, vec![0, 1], "the two others use both video slots");
+    }
+}

@@ -266,19 +266,7 @@ impl VideoPeer {
         quiet: Duration,
         others: &mut Vec<VideoEvent>,
     ) -> Vec<ReceivedVideo> {
-        let mut got = Vec::new();
-        let mut deadline = tokio::time::Instant::now() + quiet;
-        while got.len() < limit {
-            match tokio::time::timeout_at(deadline, self.video.recv()).await {
-                Ok(Some(VideoEvent::Frame(f))) => {
-                    got.push(f);
-                    deadline = tokio::time::Instant::now() + quiet;
-                }
-                Ok(Some(other)) => others.push(other),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        got
+        collect_frames(&mut self.video, limit, quiet, others).await
     }
 
     /// Waits for a video event matching `want`, discarding others.
@@ -325,4 +313,27 @@ pub fn video_frame(sender: u8, i: u32, gop: u32, slice_len: usize) -> EncodedVid
         data: video_access_unit(sender, i, keyframe, len),
         keyframe,
     }
+}
+
+/// Video frames from `video` until `quiet` passes with none, or `limit` are in. Other
+/// video events are kept in `others`.
+pub async fn collect_frames(
+    video: &mut mpsc::Receiver<VideoEvent>,
+    limit: usize,
+    quiet: Duration,
+    others: &mut Vec<VideoEvent>,
+) -> Vec<ReceivedVideo> {
+    let mut got = Vec::new();
+    let mut deadline = tokio::time::Instant::now() + quiet;
+    while got.len() < limit {
+        match tokio::time::timeout_at(deadline, video.recv()).await {
+            Ok(Some(VideoEvent::Frame(f))) => {
+                got.push(f);
+                deadline = tokio::time::Instant::now() + quiet;
+            }
+            Ok(Some(other)) => others.push(other),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    got
 }
