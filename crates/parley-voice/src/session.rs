@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use parley_client::{Client, ClientEvent, pb};
+use parley_media::pipeline::MAX_GROUP_SLOTS;
 use parley_media::{AudioSender, AudioSink, AudioSource, GroupReceiver, LossAdapter};
 use parley_rtc::peer::{Peer, PeerConfig, PeerEvent};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -16,7 +17,6 @@ use tokio::task::JoinHandle;
 
 use crate::engine::EngineHandle;
 use crate::{CallOptions, CallStats, VoiceError};
-use parley_media::pipeline::MAX_GROUP_SLOTS;
 
 /// How long [`VoiceCall::hang_up`] waits for the server to confirm the end of the call.
 const END_CONFIRM_WAIT: Duration = Duration::from_secs(3);
