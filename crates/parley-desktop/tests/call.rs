@@ -16,6 +16,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{WAIT, has_button, press, press_in_call, screenshot_of, shot_dir, start_server, wait_for, with};
@@ -28,18 +29,25 @@ use parley_media::{MemorySink, NullSink, ToneSource};
 use parley_voice::{CallOptions, CallPhase, VoiceCall, next_incoming_call};
 use slint::{ComponentHandle, Model};
 
-/// Alice's audio: a tone, and her speaker is memory.
-struct ToneAudio;
+/// Alice's audio: a tone, and her speaker is memory. `note` stands in for
+/// the words of a machine without sound devices.
+#[derive(Clone, Default)]
+struct ToneAudio {
+    note: Arc<Mutex<Option<String>>>,
+}
 
 impl CallAudio for ToneAudio {
     fn open(&self) -> OpenedAudio {
         OpenedAudio {
             microphone: Microphone::new(ToneSource::new(440.0, 0.3).expect("tone")),
             speaker: Speaker::new(MemorySink::new(30)),
-            note: None,
+            note: self.note.lock().expect("note").clone(),
         }
     }
 }
+
+/// What the test and the app share of Alice's audio.
+static AUDIO: LazyLock<ToneAudio> = LazyLock::new(ToneAudio::default);
 
 fn loopback() -> CallOptions {
     CallOptions {
@@ -93,7 +101,7 @@ fn set_dark(dark: bool) {
 fn desktop_voice_calls() {
     common::run(
         |runtime, config| {
-            let app = App::start_with_audio(runtime, ConfigDir::at(config), std::sync::Arc::new(ToneAudio))
+            let app = App::start_with_audio(runtime, ConfigDir::at(config), Arc::new(AUDIO.clone()))
                 .expect("app starts");
             app.window().show().expect("window shows");
         },
@@ -264,11 +272,20 @@ fn scenario(rt: tokio::runtime::Handle, _config: std::path::PathBuf) {
     rt.block_on(bob_call.finish()).expect("Bob's media stops");
     wait_closed();
 
-    // --- Bob calls again; Alice answers and hangs up herself.
+    // --- Bob calls again; Alice answers (on a machine without sound
+    // devices, as the note says) and hangs up herself.
+    const NO_DEVICES: &str = "No sound devices found: the call carries silence";
+    *AUDIO.note.lock().expect("note") = Some(NO_DEVICES.into());
     let mut bob_call = bob_places_call(&rt, &bob, conv_id);
     wait_stage("incoming");
     press_in_call("Accept");
     wait_stage("connected");
+    assert_eq!(with(|app| app.call_window().get_note().to_string()), NO_DEVICES);
+    wait_for("figures of the answered call", |app| {
+        let f = app.call_window().get_figures();
+        f.up && f.rtt.ends_with(" ms") && !f.bitrate.starts_with("0 ")
+    });
+    shot("connected-no-devices");
     rt.block_on(async { tokio::time::timeout(WAIT, bob_call.wait_answered()).await })
         .expect("in time")
         .expect("answered");
