@@ -76,8 +76,18 @@ impl App {
 
     /// Whether the open chat's call button can be used.
     pub(crate) fn refresh_call_button(&self) {
-        let enabled = self.state.borrow().call.is_none() && self.open_peer().is_some();
+        let enabled = !self.in_call() && self.open_peer().is_some();
         self.ui.global::<Main>().set_call_enabled(enabled);
+    }
+
+    /// Whether a call is ringing or running (one that has ended and only
+    /// shows its outcome does not count).
+    fn in_call(&self) -> bool {
+        self.state
+            .borrow()
+            .call
+            .as_ref()
+            .is_some_and(|c| c.stage != Stage::Ended)
     }
 
     /// The other member of the open chat, if it is a direct chat with
@@ -93,7 +103,7 @@ impl App {
 
     /// Calls the other member of the open chat.
     pub(crate) fn start_call(&self) {
-        if self.state.borrow().call.is_some() {
+        if self.in_call() {
             return self.show_call_window();
         }
         let Some((conv_id, peer_id)) = self.open_peer() else {
@@ -113,7 +123,7 @@ impl App {
     /// does not ring a user who is in a call; a second ring while one is
     /// shown simply goes unanswered).
     pub(crate) fn on_call_incoming(&self, info: pb::CallInfo) {
-        if self.state.borrow().call.is_some() {
+        if self.in_call() {
             return;
         }
         let caller = info.caller_id;
