@@ -190,12 +190,12 @@ pub async fn run(network: Network, options: &RunOptions) -> anyhow::Result<CallR
         .context("the callee's connection closed")?;
     let callee_call = VoiceCall::answer(&callee, incoming.call_id, SilenceSource, sink, call_options).await?;
 
+    // The figures end where the observation ends: after the hang-up the callee's buffer
+    // plays out and conceals, which is not the network's doing.
     let measured = observe(&callee_call, options).await;
     let _ = caller_call.hang_up().await;
-    let finished = callee_call.finish().await?;
-    drop(finished.sink);
-    let (start, samples) = measured?;
-    let end = finished.stats.receive;
+    drop(callee_call.finish().await?);
+    let (start, end, samples) = measured?;
 
     let sent = snapshot(&sent_log);
     let heard = snapshot(&heard_log);
@@ -262,11 +262,12 @@ struct Samples {
 async fn observe<K: parley_media::AudioSink + Send + 'static>(
     call: &VoiceCall<K>,
     options: &RunOptions,
-) -> anyhow::Result<(ReceiveStats, Samples)> {
+) -> anyhow::Result<(ReceiveStats, ReceiveStats, Samples)> {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let total = Duration::from_secs(u64::from(options.seconds));
     let began = tokio::time::Instant::now();
     let mut start = None;
+    let mut end = ReceiveStats::default();
     let mut samples = Samples {
         buffer: Vec::new(),
         target: Vec::new(),
@@ -281,6 +282,7 @@ async fn observe<K: parley_media::AudioSink + Send + 'static>(
             continue;
         }
         let receive = stats.receive;
+        end = receive;
         if start.is_none() {
             start = Some(receive);
         }
@@ -288,7 +290,7 @@ async fn observe<K: parley_media::AudioSink + Send + 'static>(
         samples.target.push(receive.target_delay_ms);
     }
     let start = start.context("the call was shorter than its warm-up")?;
-    Ok((start, samples))
+    Ok((start, end, samples))
 }
 
 /// Writes the heard speech of the measured part and the sent speech it lines up with.
