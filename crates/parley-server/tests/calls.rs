@@ -477,6 +477,14 @@ async fn each_device_gets_its_own_relay_answer_and_connects_its_media() {
             pb::ErrorCode::InvalidArgument
         );
         assert!(cat.calls().await.unwrap().is_empty());
+        // It is refused before anything rings: the callee never hears of it.
+        assert_no_event(
+            &mut a_rx,
+            Duration::from_millis(300),
+            "a ring for a garbage offer",
+            |k| format!("{k:?}").contains("CallIncoming"),
+        )
+        .await;
 
         server
     })

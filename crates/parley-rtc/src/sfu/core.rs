@@ -85,18 +85,11 @@ impl SfuCore {
         participant: ParticipantId,
         offer_sdp: &str,
     ) -> Result<Joined, SfuError> {
-        if offer_sdp.len() > self.config.max_offer_bytes {
-            return Err(SfuError::OfferTooLarge {
-                limit: self.config.max_offer_bytes,
-            });
-        }
-        let offer =
-            SdpOffer::from_sdp_string(offer_sdp).map_err(|e| SfuError::MalformedSdp(e.to_string()))?;
-        if offer.media_lines.len() > self.config.max_media_lines {
-            return Err(SfuError::TooManyMediaLines {
-                limit: self.config.max_media_lines,
-            });
-        }
+        let offer = parse_offer(
+            offer_sdp,
+            self.config.max_offer_bytes,
+            self.config.max_media_lines,
+        )?;
         let rejoining = self.find_leg(call, participant);
         match self.calls.get(&call) {
             None if self.calls.len() >= self.config.max_calls => {
@@ -584,3 +577,24 @@ const DISCONNECT_GRACE: Duration = Duration::from_secs(10);
 
 /// How long a leg may take from join to a working DTLS-SRTP connection.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Parses a client's offer within the relay's limits: size first, so a huge offer is never
+/// parsed, then the SDP grammar, then the number of m-lines.
+pub(crate) fn parse_offer(
+    offer_sdp: &str,
+    max_offer_bytes: usize,
+    max_media_lines: usize,
+) -> Result<SdpOffer, SfuError> {
+    if offer_sdp.len() > max_offer_bytes {
+        return Err(SfuError::OfferTooLarge {
+            limit: max_offer_bytes,
+        });
+    }
+    let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| SfuError::MalformedSdp(e.to_string()))?;
+    if offer.media_lines.len() > max_media_lines {
+        return Err(SfuError::TooManyMediaLines {
+            limit: max_media_lines,
+        });
+    }
+    Ok(offer)
+}

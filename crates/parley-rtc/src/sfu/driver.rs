@@ -23,6 +23,7 @@ pub(super) fn start(config: SfuConfig) -> io::Result<SfuHandle> {
     let local_addr = std_socket.local_addr()?;
     let candidates = advertised(&config, local_addr)?;
 
+    let offer_limits = (config.max_offer_bytes, config.max_media_lines);
     let (commands, command_rx) = mpsc::channel(config.command_queue.max(1));
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let core = SfuCore::new(config, candidates.clone());
@@ -36,6 +37,7 @@ pub(super) fn start(config: SfuConfig) -> io::Result<SfuHandle> {
         events,
         local_addr,
         candidates,
+        offer_limits,
     })
 }
 

@@ -279,9 +279,18 @@ pub struct SfuHandle {
     events: broadcast::Sender<SfuEvent>,
     local_addr: SocketAddr,
     candidates: Vec<SocketAddr>,
+    /// The offer limits of the relay's configuration, for [`SfuHandle::check_offer`].
+    offer_limits: (usize, usize),
 }
 
 impl SfuHandle {
+    /// Whether `offer_sdp` would be accepted as far as its form goes (size, SDP grammar,
+    /// m-line count), without joining anything: signalling checks this before anyone rings.
+    pub fn check_offer(&self, offer_sdp: &str) -> Result<(), SfuError> {
+        let (max_bytes, max_lines) = self.offer_limits;
+        core::parse_offer(offer_sdp, max_bytes, max_lines).map(|_| ())
+    }
+
     /// Admits `participant` to `call` with the client's SDP offer; returns the answer.
     /// Only the signalling server calls this, for authenticated call participants.
     pub async fn join(

@@ -57,6 +57,9 @@ pub type RelayFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait MediaRelay: Send + Sync {
     /// Adds `device`'s leg in room `call` and returns the SDP answer to `offer`.
     fn join(&self, call: i64, device: i64, offer: String) -> RelayFuture<'_, Result<String, RelayError>>;
+    /// Checks the form of an offer (size, SDP grammar) before anyone rings, so a bad offer
+    /// is refused without waking the callee's devices for a call that cannot connect.
+    fn check_offer(&self, offer: &str) -> Result<(), RelayError>;
     /// Removes `device`'s leg.
     fn leave(&self, call: i64, device: i64) -> RelayFuture<'_, ()>;
     /// Closes the room and every leg in it.
@@ -73,21 +76,28 @@ impl SfuRelay {
     }
 }
 
+/// A relay refusal as signalling words it: the client's fault or the relay's.
+fn relay_error(e: parley_rtc::sfu::SfuError) -> RelayError {
+    use parley_rtc::sfu::SfuError as E;
+    match e {
+        E::MalformedSdp(_) | E::RejectedSdp(_) | E::OfferTooLarge { .. } | E::TooManyMediaLines { .. } => {
+            RelayError::BadOffer(e.to_string())
+        }
+        e => RelayError::Failed(e.to_string()),
+    }
+}
+
 impl MediaRelay for SfuRelay {
     fn join(&self, call: i64, device: i64, offer: String) -> RelayFuture<'_, Result<String, RelayError>> {
-        use parley_rtc::sfu::SfuError as E;
         Box::pin(async move {
             match self.0.join(call, device, &offer).await {
                 Ok(joined) => Ok(joined.answer_sdp),
-                Err(
-                    e @ (E::MalformedSdp(_)
-                    | E::RejectedSdp(_)
-                    | E::OfferTooLarge { .. }
-                    | E::TooManyMediaLines { .. }),
-                ) => Err(RelayError::BadOffer(e.to_string())),
-                Err(e) => Err(RelayError::Failed(e.to_string())),
+                Err(e) => Err(relay_error(e)),
             }
         })
+    }
+    fn check_offer(&self, offer: &str) -> Result<(), RelayError> {
+        self.0.check_offer(offer).map_err(relay_error)
     }
     fn leave(&self, call: i64, device: i64) -> RelayFuture<'_, ()> {
         Box::pin(async move {
@@ -112,6 +122,9 @@ struct NoRelay;
 impl MediaRelay for NoRelay {
     fn join(&self, _: i64, _: i64, _: String) -> RelayFuture<'_, Result<String, RelayError>> {
         Box::pin(async { Err(RelayError::Unavailable) })
+    }
+    fn check_offer(&self, _: &str) -> Result<(), RelayError> {
+        Ok(())
     }
     fn leave(&self, _: i64, _: i64) -> RelayFuture<'_, ()> {
         Box::pin(async {})
@@ -415,14 +428,23 @@ fn endpoint(auth: Auth, conn: &Conn) -> Endpoint {
     }
 }
 
-fn offer(sdp: String) -> Result<Option<String>, Fail> {
+/// The offer of a start or answer request, checked before the call is touched: `None` for a
+/// device that joins without media.
+fn offer(ctx: &Ctx, sdp: String) -> Result<Option<String>, Fail> {
     if sdp.len() > MAX_SDP_BYTES {
         return Err(fail(
             ErrorCode::InvalidArgument,
             format!("SDP offers are limited to {MAX_SDP_BYTES} bytes"),
         ));
     }
-    Ok((!sdp.trim().is_empty()).then_some(sdp))
+    if sdp.trim().is_empty() {
+        return Ok(None);
+    }
+    ctx.calls.relay().check_offer(&sdp).map_err(|e| match e {
+        RelayError::BadOffer(_) => fail(ErrorCode::InvalidArgument, e.to_string()),
+        _ => fail(ErrorCode::Unavailable, e.to_string()),
+    })?;
+    Ok(Some(sdp))
 }
 
 /// The caller's device joins the relay for `call`; a failure takes it back out of the call.
@@ -470,7 +492,7 @@ pub(super) async fn start(ctx: &Ctx, conn: &mut Conn, r: pb::StartCall) -> Reply
         Ok(pb::MediaKind::Video) => MediaKind::Video,
         Err(_) => return Err(fail(ErrorCode::InvalidArgument, "unknown media kind")),
     };
-    let offer = offer(r.sdp_offer)?;
+    let offer = offer(ctx, r.sdp_offer)?;
     let info = member_of(ctx, r.conv_id, me).await?;
     let (scope, callees) = match info.kind {
         ConvKind::Direct => {
@@ -506,7 +528,7 @@ pub(super) async fn start(ctx: &Ctx, conn: &mut Conn, r: pb::StartCall) -> Reply
 
 pub(super) async fn answer(ctx: &Ctx, conn: &mut Conn, r: pb::AnswerCall) -> Reply {
     let auth = conn.require_auth()?;
-    let offer = offer(r.sdp_offer)?;
+    let offer = offer(ctx, r.sdp_offer)?;
     let call = CallId(r.call_id);
     let found = ctx.calls.board().call(call).map(|c| (c.conv(), c.scope()));
     let Some((conv, scope)) = found else {
