@@ -318,6 +318,12 @@ impl<K: AudioSink> GroupReceiver<K> {
             .collect()
     }
 
+    /// RTP timestamp of the audio of `slot` that the last [`pull`](Self::pull) played (see
+    /// [`JitterBuffer::playout_timestamp`]); `None` for an idle slot or one not playing yet.
+    pub fn playout_timestamp(&self, slot: usize) -> Option<u32> {
+        self.slots.get(slot)?.as_ref()?.jitter.playout_timestamp()
+    }
+
     /// How many slots are receiving now.
     pub fn active_voices(&self) -> usize {
         self.slots.iter().flatten().count()

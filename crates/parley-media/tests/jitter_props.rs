@@ -221,3 +221,26 @@ fn speaker_change_with_continuous_sequence_numbers_is_not_jitter() {
     assert!(max_target <= 30.0, "target rose to {max_target}");
     assert_eq!(stats.concealed_frames, 0);
 }
+
+#[test]
+fn playout_timestamp_names_the_frame_just_played_across_the_wrap() {
+    let mut jb = JitterBuffer::new(JitterConfig::default(), TraceDecoder::default()).unwrap();
+    let mut frame = [0i16; FRAME_SAMPLES];
+    // Starts just below the 32-bit wrap, so the timestamp wraps a few frames in.
+    let base = u32::MAX - 5 * 960;
+    assert_eq!(jb.playout_timestamp(), None);
+    for k in 0..100u32 {
+        let now = u64::from(k) * 20_000;
+        jb.insert(k as u16, base.wrapping_add(k * 960), now, &k.to_le_bytes());
+        jb.pull(now + 5_000, &mut frame);
+        let Some(&last) = jb.decoder().decoded.last() else {
+            assert_eq!(jb.playout_timestamp(), None, "nothing played yet at frame {k}");
+            continue;
+        };
+        let played = jb.playout_timestamp().expect("playing");
+        let expected = base.wrapping_add(last * 960);
+        // Time-stretching may shift what is heard by up to one frame.
+        let off = played.wrapping_sub(expected) as i32;
+        assert!(off.abs() <= 960, "frame {k}: {played} vs {expected}");
+    }
+}

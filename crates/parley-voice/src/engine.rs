@@ -11,17 +11,47 @@
 //! The transport's statistics (about once a second) carry the loss the relay reports for
 //! what this device sends; the [`LossAdapter`] turns that into the encoder's FEC strength and
 //! bitrate.
+//!
+//! In a video call the video tasks (`video/`) run beside this one and share the peer. This
+//! task publishes, after every pull, which audio timestamp of each sender it played (the
+//! video receive side's lip-sync anchor) and folds the video figures into [`CallStats`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parley_media::{AudioSender, AudioSink, AudioSource, FRAME_US, GroupReceiver, LossAdapter, MediaError};
-use parley_rtc::peer::{ConnectionState, EncodedAudio, Peer, PeerError, PeerEvent};
+use parley_rtc::peer::{ConnectionState, EncodedAudio, Peer, PeerError, PeerEvent, VideoEvent};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::stats::{CallStats, ParticipantStats};
+use crate::video::{
+    AudioPlayout, ReceiveHandle, SendHandle, VideoCallStats, VideoMedia, VideoOptions, VideoReceiveStats,
+    VideoSendStats,
+};
+
+/// What a video call adds to the audio task: the peer's video events, the picture source and
+/// sink, and the settings.
+pub(crate) struct VideoParts {
+    pub events: mpsc::Receiver<VideoEvent>,
+    pub media: VideoMedia,
+    pub options: VideoOptions,
+}
+
+/// The running video tasks of a call.
+struct VideoTasks {
+    send: SendHandle,
+    receive: ReceiveHandle,
+}
+
+/// The audio task's ends of the video tasks' channels.
+struct VideoLink {
+    send: watch::Receiver<VideoSendStats>,
+    receive: watch::Receiver<VideoReceiveStats>,
+    playout: watch::Sender<Vec<AudioPlayout>>,
+}
 
 /// What the audio task hands back when it stops.
 pub(crate) struct Stopped<K> {
@@ -35,21 +65,49 @@ pub(crate) struct EngineHandle<K> {
     mute: watch::Sender<bool>,
     stats: watch::Receiver<CallStats>,
     task: JoinHandle<Result<Stopped<K>, MediaError>>,
+    video: Option<VideoTasks>,
 }
 
 impl<K: AudioSink + Send + 'static> EngineHandle<K> {
-    /// Starts the audio task on the current runtime.
+    /// Starts the audio task, and the video tasks of a video call, on the current runtime.
     pub fn spawn<S: AudioSource + Send + 'static>(
         peer: Peer,
         events: mpsc::Receiver<PeerEvent>,
         mut sender: AudioSender<S>,
         receiver: GroupReceiver<K>,
         adapter: Option<LossAdapter>,
+        video: Option<VideoParts>,
     ) -> EngineHandle<K> {
         let (stop, stop_rx) = oneshot::channel();
         let (mute, mute_rx) = watch::channel(false);
+        let peer = Arc::new(peer);
+        // One clock for audio capture, video capture and playout, so the two media line up.
+        let epoch = Instant::now();
+        let (tasks, link) = match video {
+            Some(parts) => {
+                let send = SendHandle::spawn(peer.clone(), parts.media.source, &parts.options, epoch);
+                let (playout, playout_rx) = watch::channel(Vec::new());
+                let receive = ReceiveHandle::spawn(
+                    peer.clone(),
+                    parts.events,
+                    send.control(),
+                    parts.media.sink,
+                    playout_rx,
+                    &parts.options,
+                    epoch,
+                );
+                let link = VideoLink {
+                    send: send.stats(),
+                    receive: receive.stats(),
+                    playout,
+                };
+                (Some(VideoTasks { send, receive }), Some(link))
+            }
+            None => (None, None),
+        };
         let initial = CallStats {
             encoder: sender.encoder_mut().config(),
+            video: link.as_ref().map(|_| VideoCallStats::default()),
             ..CallStats::default()
         };
         let (stats_tx, stats) = watch::channel(initial.clone());
@@ -60,7 +118,8 @@ impl<K: AudioSink + Send + 'static> EngineHandle<K> {
             receiver,
             adapter,
             stats: initial,
-            epoch: Instant::now(),
+            epoch,
+            video: link,
         };
         let task = tokio::spawn(engine.run(stop_rx, mute_rx, stats_tx));
         EngineHandle {
@@ -68,6 +127,19 @@ impl<K: AudioSink + Send + 'static> EngineHandle<K> {
             mute,
             stats,
             task,
+            video: tasks,
+        }
+    }
+
+    /// Starts or stops sending pictures; the video stream stays negotiated either way.
+    /// Returns false in an audio-only call.
+    pub fn set_camera(&self, on: bool) -> bool {
+        match &self.video {
+            Some(video) => {
+                video.send.set_camera(on);
+                true
+            }
+            None => false,
         }
     }
 
@@ -81,6 +153,11 @@ impl<K: AudioSink + Send + 'static> EngineHandle<K> {
 
     /// Stops the task, closing the media leg, and gives back the sink.
     pub async fn stop(mut self) -> Result<Stopped<K>, crate::VoiceError> {
+        // The video tasks go first: while they hold the peer, the audio task cannot close it.
+        if let Some(video) = self.video.take() {
+            video.send.stop().await;
+            video.receive.stop().await;
+        }
         if let Some(stop) = self.stop.take() {
             // The task may have stopped on its own already (peer closed); then it is
             // waiting to be joined and the send simply fails.
@@ -94,13 +171,14 @@ impl<K: AudioSink + Send + 'static> EngineHandle<K> {
 }
 
 struct Engine<S, K> {
-    peer: Peer,
+    peer: Arc<Peer>,
     events: mpsc::Receiver<PeerEvent>,
     sender: AudioSender<S>,
     receiver: GroupReceiver<K>,
     adapter: Option<LossAdapter>,
     stats: CallStats,
     epoch: Instant,
+    video: Option<VideoLink>,
 }
 
 impl<S: AudioSource, K: AudioSink> Engine<S, K> {
@@ -141,7 +219,11 @@ impl<S: AudioSource, K: AudioSink> Engine<S, K> {
             }
         };
         stats_tx.send_replace(self.stats.clone());
-        self.peer.close().await;
+        // Only the video tasks share the peer, and they are stopped first; if one is still
+        // running (the task ended on its own), dropping the last handle closes the leg.
+        if let Ok(peer) = Arc::try_unwrap(self.peer) {
+            peer.close().await;
+        }
         outcome.map(|()| Stopped {
             sink: self.receiver.into_sink(),
             stats: self.stats,
@@ -205,6 +287,24 @@ impl<S: AudioSource, K: AudioSink> Engine<S, K> {
         self.stats.receive = self.receiver.stats();
         let voices = self.receiver.voices();
         self.stats.participants.clear();
+        if let Some(video) = &self.video {
+            let playout = voices
+                .iter()
+                .filter_map(|v| {
+                    let rtp_timestamp = self.receiver.playout_timestamp(v.slot)?;
+                    Some(AudioPlayout {
+                        source_id: v.source_id,
+                        local_us: now,
+                        rtp_timestamp,
+                    })
+                })
+                .collect();
+            video.playout.send_replace(playout);
+            self.stats.video = Some(VideoCallStats {
+                send: *video.send.borrow(),
+                receive: *video.receive.borrow(),
+            });
+        }
         self.stats
             .participants
             .extend(voices.into_iter().map(ParticipantStats::from));

@@ -21,15 +21,28 @@
 //! the relay puts each other voice on a slot of its own without renegotiating; every slot in
 //! use gets its own jitter buffer and decoder, and the voices are summed into the one sink.
 //! [`CallStats::participants`] has each voice's figures, tagged with the relay's source id.
+//!
+//! Video: a call placed or answered with [`VideoMedia`] ([`VoiceCall::place_video`],
+//! [`VoiceCall::answer_video`]) also offers a `sendrecv` H.264 line and is signalled as a
+//! video call. Pictures go source → [`parley_video::RateController`] (fed by the transport's
+//! bandwidth estimate) → [`parley_video::VideoEncoder`] → relay, and come back through
+//! [`parley_video::FrameGate`] and [`parley_video::VideoDecoder`] to a [`VideoSink`], each
+//! shown when the audio captured with it plays ([`parley_video::SyncClock`]). The two
+//! directions run as tasks of their own beside the audio task; [`CallStats::video`] has
+//! their figures.
 
 mod engine;
 mod session;
 mod stats;
+mod video;
 
 use std::time::Duration;
 
 pub use session::{CallEnd, CallPhase, Finished, VoiceCall, next_incoming_call};
 pub use stats::{CallStats, ParticipantStats};
+pub use video::{
+    ShownFrame, VideoCallStats, VideoMedia, VideoOptions, VideoReceiveStats, VideoSendStats, VideoSink,
+};
 
 use parley_client::ClientError;
 use parley_media::{EncoderConfig, JitterConfig, LossAdaptConfig, MediaError};
@@ -56,6 +69,8 @@ pub struct CallOptions {
     pub jitter: JitterConfig,
     /// How long to wait for the media connection before giving up on the call.
     pub connect_timeout: Duration,
+    /// Video settings, used by calls placed or answered with [`VideoMedia`].
+    pub video: VideoOptions,
 }
 
 impl Default for CallOptions {
@@ -74,6 +89,7 @@ impl Default for CallOptions {
                 ..JitterConfig::default()
             },
             connect_timeout: Duration::from_secs(10),
+            video: VideoOptions::default(),
         }
     }
 }
@@ -102,4 +118,7 @@ pub enum VoiceError {
     /// The audio task stopped unexpectedly.
     #[error("the audio task stopped")]
     EngineStopped,
+    /// The video pipeline could not be set up.
+    #[error("video: {0}")]
+    Video(#[from] parley_video::VideoError),
 }

@@ -5,6 +5,10 @@
 //! wait for the media leg to connect. A watcher task follows the call's events on the SDK's
 //! event stream (subscribed before the request, so an answer that comes at once is not
 //! missed) and publishes the call's [`CallPhase`].
+//!
+//! A video call differs only in its peer (a `sendrecv` video line besides the audio ones and
+//! a second event stream), the media kind it is signalled with, and the video tasks the audio
+//! task is started with.
 
 use std::time::Duration;
 
@@ -15,8 +19,8 @@ use parley_rtc::peer::{Peer, PeerConfig, PeerEvent};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::engine::EngineHandle;
-use crate::{CallOptions, CallStats, VoiceError};
+use crate::engine::{EngineHandle, VideoParts};
+use crate::{CallOptions, CallStats, VideoMedia, VoiceError};
 
 /// How long [`VoiceCall::hang_up`] waits for the server to confirm the end of the call.
 const END_CONFIRM_WAIT: Duration = Duration::from_secs(3);
@@ -86,14 +90,43 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
         sink: K,
         options: CallOptions,
     ) -> Result<VoiceCall<K>, VoiceError> {
+        Self::place_with(client, conv_id, source, sink, None, options).await
+    }
+
+    /// Like [`VoiceCall::place`], as a video call: `video`'s source is sent beside the audio
+    /// and what the others send is shown in its sink, with [`CallOptions::video`]'s settings.
+    pub async fn place_video<S: AudioSource + Send + 'static>(
+        client: &Client,
+        conv_id: i64,
+        source: S,
+        sink: K,
+        video: VideoMedia,
+        options: CallOptions,
+    ) -> Result<VoiceCall<K>, VoiceError> {
+        Self::place_with(client, conv_id, source, sink, Some(video), options).await
+    }
+
+    async fn place_with<S: AudioSource + Send + 'static>(
+        client: &Client,
+        conv_id: i64,
+        source: S,
+        sink: K,
+        video: Option<VideoMedia>,
+        options: CallOptions,
+    ) -> Result<VoiceCall<K>, VoiceError> {
         let group = match options.group {
             Some(group) => group,
             None => conversation_is_group(client, conv_id).await?,
         };
-        let (peer, events, offer) = new_peer(&options, group).await?;
+        let (peer, offer) = new_peer(&options, group, video).await?;
+        let kind = if peer.video.is_some() {
+            pb::MediaKind::Video
+        } else {
+            pb::MediaKind::Audio
+        };
         let rx = client.events();
-        let joined = client.start_call(conv_id, pb::MediaKind::Audio, &offer).await?;
-        Self::start(client, joined, rx, peer, events, source, sink, options).await
+        let joined = client.start_call(conv_id, kind, &offer).await?;
+        Self::start(client, joined, rx, peer, source, sink, options).await
     }
 
     /// Accepts incoming call `call_id` on this device.
@@ -104,29 +137,58 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
         sink: K,
         options: CallOptions,
     ) -> Result<VoiceCall<K>, VoiceError> {
+        Self::answer_with(client, call_id, source, sink, None, options).await
+    }
+
+    /// Like [`VoiceCall::answer`], with video both ways (see [`VoiceCall::place_video`]).
+    /// Answering an audio call this way works too; the relay then has no one's pictures to
+    /// forward until someone sends some.
+    pub async fn answer_video<S: AudioSource + Send + 'static>(
+        client: &Client,
+        call_id: i64,
+        source: S,
+        sink: K,
+        video: VideoMedia,
+        options: CallOptions,
+    ) -> Result<VoiceCall<K>, VoiceError> {
+        Self::answer_with(client, call_id, source, sink, Some(video), options).await
+    }
+
+    async fn answer_with<S: AudioSource + Send + 'static>(
+        client: &Client,
+        call_id: i64,
+        source: S,
+        sink: K,
+        video: Option<VideoMedia>,
+        options: CallOptions,
+    ) -> Result<VoiceCall<K>, VoiceError> {
         let group = match options.group {
             Some(group) => group,
             None => call_is_group(client, call_id).await?,
         };
-        let (peer, events, offer) = new_peer(&options, group).await?;
+        let (peer, offer) = new_peer(&options, group, video).await?;
         let rx = client.events();
         let joined = client.answer_call(call_id, true, &offer).await?;
         // Accepting always answers with the call; `None` only comes back for a decline.
         let joined = joined.ok_or(VoiceError::NoMedia)?;
-        Self::start(client, joined, rx, peer, events, source, sink, options).await
+        Self::start(client, joined, rx, peer, source, sink, options).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn start<S: AudioSource + Send + 'static>(
         client: &Client,
         joined: pb::CallJoined,
         rx: broadcast::Receiver<ClientEvent>,
-        (peer, slots): (Peer, usize),
-        events: mpsc::Receiver<PeerEvent>,
+        peer: CallPeer,
         source: S,
         sink: K,
         options: CallOptions,
     ) -> Result<VoiceCall<K>, VoiceError> {
+        let CallPeer {
+            peer,
+            slots,
+            events,
+            video,
+        } = peer;
         let info = joined.call.unwrap_or_default();
         let call_id = info.call_id;
         if info.group && slots < 2 {
@@ -168,7 +230,7 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
             info,
             phase,
             watcher,
-            engine: EngineHandle::spawn(peer, events, sender, receiver, adapter),
+            engine: EngineHandle::spawn(peer, events, sender, receiver, adapter, video),
         };
         if let Err(e) = call.wait_media(options.connect_timeout).await {
             let _ = call.hang_up().await;
@@ -210,6 +272,13 @@ impl<K: AudioSink + Send + 'static> VoiceCall<K> {
     /// Mutes or unmutes this device's microphone side (encoded silence keeps flowing).
     pub fn set_muted(&self, muted: bool) {
         self.engine.set_muted(muted);
+    }
+
+    /// Turns this device's camera side off or back on: no pictures are sent while off, but
+    /// the video stream stays, so turning it on again needs no renegotiation. Returns false
+    /// (and does nothing) in a call without video.
+    pub fn set_camera(&self, on: bool) -> bool {
+        self.engine.set_camera(on)
     }
 
     /// Waits until the media leg is connected.
@@ -319,11 +388,22 @@ fn lost() -> CallEnd {
     }
 }
 
-/// A peer shaped for the call, with the receive slots it offers, its events and its offer.
+/// A peer shaped for a call, before the audio task takes it over.
+struct CallPeer {
+    peer: Peer,
+    /// Audio receive slots offered.
+    slots: usize,
+    events: mpsc::Receiver<PeerEvent>,
+    /// The video half, in a video call.
+    video: Option<VideoParts>,
+}
+
+/// A peer shaped for the call, and its offer.
 async fn new_peer(
     options: &CallOptions,
     group: bool,
-) -> Result<((Peer, usize), mpsc::Receiver<PeerEvent>, String), VoiceError> {
+    video: Option<VideoMedia>,
+) -> Result<(CallPeer, String), VoiceError> {
     // A 1:1 call's one sendrecv line carries both directions. A group call needs a line for
     // every other participant up front, since the relay fills slots without renegotiating:
     // the sendrecv one plus receive-only ones.
@@ -335,13 +415,43 @@ async fn new_peer(
     } else {
         1
     };
-    let (peer, events) = Peer::new(PeerConfig {
+    let config = PeerConfig {
         bind: options.bind,
         recv_only_audio: slots - 1,
         ..PeerConfig::default()
-    })?;
+    };
+    let (peer, events, video) = match video {
+        None => {
+            let (peer, events) = Peer::new(config)?;
+            (peer, events, None)
+        }
+        Some(media) => {
+            let (peer, events, video_events) = Peer::new_with_video(PeerConfig {
+                video: true,
+                // Every other participant's pictures need a line of their own, as their
+                // voices do.
+                recv_only_video: slots - 1,
+                video_start_bitrate: options.video.start_bitrate_bps,
+                ..config
+            })?;
+            let parts = VideoParts {
+                events: video_events,
+                media,
+                options: options.video,
+            };
+            (peer, events, Some(parts))
+        }
+    };
     let offer = peer.create_offer().await?;
-    Ok(((peer, slots), events, offer))
+    Ok((
+        CallPeer {
+            peer,
+            slots,
+            events,
+            video,
+        },
+        offer,
+    ))
 }
 
 /// Whether `conv_id` is a group conversation of the user's. An unknown one counts as direct:

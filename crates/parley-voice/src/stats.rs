@@ -5,6 +5,8 @@ use std::time::Duration;
 use parley_media::{EncoderConfig, ReceiveStats, VoiceStats};
 use parley_rtc::peer::TransportStats;
 
+use crate::video::VideoCallStats;
+
 /// One snapshot of a call's media figures, refreshed every 20 ms by the audio task.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CallStats {
@@ -25,6 +27,8 @@ pub struct CallStats {
     pub participants: Vec<ParticipantStats>,
     /// The encoder settings in force, which follow the loss the relay reports.
     pub encoder: EncoderConfig,
+    /// Video figures, in a video call.
+    pub video: Option<VideoCallStats>,
 }
 
 /// One remote participant's voice as this device plays it.
@@ -106,8 +110,23 @@ impl CallStats {
         let rtt = self
             .rtt()
             .map_or_else(|| "-".to_string(), |d| format!("{} ms", d.as_millis()));
+        let video = self.video.map_or_else(String::new, |v| {
+            let (tx, rx) = (v.send, v.receive.video);
+            format!(
+                " video out {}x{}@{} {} kbit/s{} in {}x{} {:.0} fps freezes {}",
+                tx.width,
+                tx.height,
+                tx.fps,
+                tx.target_bitrate_bps / 1000,
+                if tx.camera_on { "" } else { " (camera off)" },
+                rx.width,
+                rx.height,
+                rx.fps,
+                rx.freeze_count,
+            )
+        });
         format!(
-            "{} rtt {rtt} loss {:.1}% jitter {:.1} ms buffer {:.0} ms concealed {:.1}% in {} kbit/s out {} kbit/s opus {} kbit/s fec {}%{}{}",
+            "{} rtt {rtt} loss {:.1}% jitter {:.1} ms buffer {:.0} ms concealed {:.1}% in {} kbit/s out {} kbit/s opus {} kbit/s fec {}%{}{}{video}",
             self.link_text(),
             self.loss() * 100.0,
             self.jitter_ms(),

@@ -7,15 +7,18 @@
 //! * group: three members of a group conversation. Each must hear the two others' tones, mixed,
 //!   and not its own, with one voice per other participant in its statistics.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
+use common::{init_tracing, loopback_options, start_server, user};
+
 use parley_client::pb::{self, event::Kind as Ev};
-use parley_client::{Client, ClientConfig, ClientEvent, Trust};
+use parley_client::{Client, ClientEvent};
 use parley_media::analysis::{dominant_frequency, tone_amplitudes};
 use parley_media::{MemorySink, ToneSource};
-use parley_server::{Config, ServerHandle};
-use parley_voice::{CallOptions, CallPhase, CallStats, VoiceCall, next_incoming_call};
+use parley_server::ServerHandle;
+use parley_voice::{CallPhase, CallStats, VoiceCall, next_incoming_call};
 use tokio::sync::{broadcast, watch};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -23,40 +26,6 @@ const WAIT: Duration = Duration::from_secs(10);
 const STARTUP_FRAMES: u64 = 50;
 /// Frames each side must play in all: three seconds of call.
 const CALL_FRAMES: u64 = 150;
-
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-async fn start_server(dir: &std::path::Path) -> ServerHandle {
-    parley_server::start(Config::loopback(dir)).await.unwrap()
-}
-
-async fn user(server: &ServerHandle, name: &str) -> (Client, pb::User) {
-    let mut cfg = ClientConfig::new(
-        server.client_addr.to_string(),
-        Trust::Pinned(server.fingerprint.clone().unwrap_or_default()),
-    );
-    cfg.server_name = "localhost".into();
-    let client = Client::connect(cfg).await.unwrap();
-    let password = format!("password-{name}");
-    client.register(name, name, &password).await.unwrap();
-    let logged_in = client.login(name, &password).await.unwrap();
-    (client, logged_in.user.unwrap())
-}
-
-fn loopback_options() -> CallOptions {
-    CallOptions {
-        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-        ..CallOptions::default()
-    }
-}
 
 /// Waits until the receiver has played `frames` frames; returns that snapshot.
 async fn played(stats: &mut watch::Receiver<CallStats>, frames: u64) -> CallStats {

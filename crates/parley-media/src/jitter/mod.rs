@@ -221,6 +221,18 @@ impl<D: FrameDecoder> JitterBuffer<D> {
         self.packets.len()
     }
 
+    /// RTP timestamp of the first sample the last [`pull`](Self::pull) handed out, while
+    /// playout runs (`None` before it starts and while re-buffering): what is heard now, the
+    /// anchor lip sync needs. Counted back from the newest packet at one 20 ms frame per
+    /// sequence number, so time-stretching moves it by at most the stretched amount.
+    pub fn playout_timestamp(&self) -> Option<u32> {
+        let (next, highest, highest_ts) = (self.next_seq?, self.highest_seq?, self.highest_seq_ts?);
+        let next_ts = highest_ts + (next - highest) * FRAME_SAMPLES as i64;
+        let first = next_ts - self.queue.len() as i64 - FRAME_SAMPLES as i64;
+        // Back onto the 32-bit RTP circle the timestamps were unwrapped from.
+        Some(first as u32)
+    }
+
     /// Statistics so far.
     pub fn stats(&self) -> ReceiveStats {
         let mut stats = self.stats;
