@@ -163,6 +163,12 @@ fn check_screen(who: &str, seen: &[Seen], beeps: &[Instant]) -> Vec<f64> {
         "{who}: picture size changed"
     );
     let synced = seen.iter().filter(|s| s.info.synced).count();
+    // Only the first second or so, before both sender reports are in, may go unsynced.
+    assert!(
+        synced * 2 >= seen.len(),
+        "{who}: only {synced} of {} pictures shown at lip-sync time",
+        seen.len()
+    );
 
     // The first picture of each period that shows the flash, against the beep heard nearest.
     let mut skews = Vec::new();
