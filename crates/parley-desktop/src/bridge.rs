@@ -7,12 +7,12 @@
 //! handed back to the event loop with `slint::invoke_from_event_loop`, where
 //! the `done` closure may touch the UI. Pushed events take the same path, in
 //! batches, so a burst of messages costs one wake-up of the UI thread.
-//! Voice calls run as one task each (`call.rs`), steered by the window
+//! Voice and video calls run as one task each (`call.rs`), steered by the window
 //! through a [`CallControl`].
 
 mod call;
 
-pub use call::{CallControl, CallStart, CallUpdate};
+pub use call::{CallControl, CallStart, CallUpdate, CallVideoSetup};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +51,12 @@ impl Bridge {
             client: Arc::new(Mutex::new(None)),
             generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The runtime the work runs on (video pictures are converted on its
+    /// blocking pool).
+    pub fn runtime(&self) -> tokio::runtime::Handle {
+        self.runtime.clone()
     }
 
     fn current(&self) -> Option<Client> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use parley_client::pb::CallOutcome;
 use parley_voice::{CallEnd, CallStats};
 
-use crate::CallFigures;
+use crate::{CallFigures, VideoFigures};
 
 /// Connected time as the window shows it: `mm:ss`, or `h:mm:ss` past an hour.
 pub fn timer_text(elapsed: Duration) -> String {
@@ -72,6 +72,46 @@ pub fn figures(stats: &CallStats) -> CallFigures {
             stats.transport.bitrate_out / 1000
         )
         .into(),
+    }
+}
+
+/// The video half of the statistics panel (empty in a voice call).
+/// `sent_fps` is the rate pictures actually left at, measured between two
+/// snapshots: the send figures only say what the rate controller allows.
+pub fn video_figures(stats: &CallStats, sent_fps: f64) -> VideoFigures {
+    let Some(video) = stats.video else {
+        return VideoFigures::default();
+    };
+    let (tx, rx) = (video.send, video.receive.video);
+    let size = |w: u32, h: u32| {
+        if w == 0 {
+            "–".to_string()
+        } else {
+            format!("{w}×{h}")
+        }
+    };
+    let freezes = if rx.freeze_count == 0 {
+        "none".to_string()
+    } else {
+        format!(
+            "{} ({:.1} s)",
+            rx.freeze_count,
+            rx.total_freezes_duration_us as f64 / 1e6
+        )
+    };
+    VideoFigures {
+        size_in: size(rx.width, rx.height).into(),
+        size_out: if tx.camera_on {
+            size(tx.width, tx.height)
+        } else {
+            "camera off".into()
+        }
+        .into(),
+        fps_in: format!("{:.0}", rx.fps).into(),
+        fps_out: format!("{:.0}", if tx.camera_on { sent_fps } else { 0.0 }).into(),
+        bitrate_in: format!("{} kb/s", rx.bitrate_bps / 1000).into(),
+        bitrate_out: format!("{} kb/s", tx.target_bitrate_bps / 1000).into(),
+        freezes: freezes.into(),
     }
 }
 
@@ -143,5 +183,44 @@ mod tests {
         assert_eq!(f.rtt, "12 ms");
         assert_eq!(f.loss, "2.5 %");
         assert_eq!(f.bitrate, "33 / 31 kb/s");
+    }
+
+    #[test]
+    fn video_figures_of_a_video_call() {
+        assert_eq!(video_figures(&CallStats::default(), 0.0), VideoFigures::default());
+        let mut video = parley_voice::VideoCallStats::default();
+        video.send.camera_on = true;
+        video.send.width = 640;
+        video.send.height = 360;
+        video.send.fps = 15;
+        video.send.target_bitrate_bps = 600_000;
+        video.receive.video.width = 320;
+        video.receive.video.height = 180;
+        video.receive.video.fps = 14.6;
+        video.receive.video.bitrate_bps = 250_400;
+        video.receive.video.freeze_count = 2;
+        video.receive.video.total_freezes_duration_us = 1_250_000;
+        let stats = CallStats {
+            video: Some(video),
+            ..CallStats::default()
+        };
+        let f = video_figures(&stats, 14.8);
+        assert_eq!(f.size_in, "320×180");
+        assert_eq!(f.size_out, "640×360");
+        assert_eq!(f.fps_in, "15");
+        assert_eq!(f.fps_out, "15");
+        assert_eq!(f.bitrate_in, "250 kb/s");
+        assert_eq!(f.bitrate_out, "600 kb/s");
+        assert_eq!(f.freezes, "2 (1.2 s)");
+        video.send.camera_on = false;
+        let f = video_figures(
+            &CallStats {
+                video: Some(video),
+                ..CallStats::default()
+            },
+            14.8,
+        );
+        assert_eq!(f.size_out, "camera off");
+        assert_eq!(f.fps_out, "0");
     }
 }

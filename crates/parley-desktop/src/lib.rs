@@ -4,7 +4,8 @@
 //! is the controller that wires the view's callbacks to actions; `bridge` is
 //! the one place SDK calls are made (on a tokio runtime, never on the UI
 //! thread); `messages`, `conversations`, `people` and `calls` are the
-//! view-models; `audio` picks a call's microphone and speaker; `format`,
+//! view-models; `audio` picks a call's microphone and speaker, `video` its
+//! picture source and carries the pictures to the window; `format`,
 //! `images`, `settings`, `notify` and `desktop` are small utilities.
 
 slint::include_modules!();
@@ -21,5 +22,6 @@ pub mod messages;
 pub mod notify;
 pub mod people;
 pub mod settings;
+pub mod video;
 
 pub use app::App;

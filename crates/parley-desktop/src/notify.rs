@@ -17,9 +17,14 @@ pub fn new_message(bridge: &Bridge, chat: &str, sender: &str, preview: &str) {
 
 /// Announces an incoming call from `caller`. Shown even when the window is
 /// focused: the call window may open behind other windows.
-pub fn incoming_call(bridge: &Bridge, caller: &str) {
+pub fn incoming_call(bridge: &Bridge, caller: &str, video: bool) {
     let summary = format!("{caller} is calling");
-    bridge.blocking(move || show(&summary, "Incoming voice call"), |_| {});
+    let body = if video {
+        "Incoming video call"
+    } else {
+        "Incoming voice call"
+    };
+    bridge.blocking(move || show(&summary, body), |_| {});
 }
 
 fn show(summary: &str, body: &str) {

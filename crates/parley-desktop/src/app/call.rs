@@ -1,16 +1,18 @@
-//! Voice calls: the call button in a direct chat, the incoming ring, and
-//! the call window through its stages (calling, incoming, joining,
-//! connected, ended). The call itself runs on the runtime (`bridge::call`);
-//! this side only shows what it reports and forwards the user's buttons.
+//! Voice and video calls: the call buttons in a direct chat, the incoming
+//! ring, and the call window through its stages (calling, incoming,
+//! joining, connected, ended). The call itself runs on the runtime
+//! (`bridge::call`); this side only shows what it reports, the pictures the
+//! video pipe hands over, and forwards the user's buttons.
 
 use std::time::{Duration, Instant};
 
 use parley_client::pb;
-use slint::ComponentHandle;
+use slint::{ComponentHandle, Image, ModelRc};
 
 use super::{App, with_app};
-use crate::bridge::{CallControl, CallStart, CallUpdate};
-use crate::{CallFigures, Main, Theme, calls, format};
+use crate::bridge::{CallControl, CallStart, CallUpdate, CallVideoSetup};
+use crate::video::{Picture, PipeCounts, Stream, VideoPipe};
+use crate::{CallFigures, Main, Theme, VideoFigures, calls, format};
 
 /// How long the outcome stays on screen before the window closes.
 const ENDED_SHOWN: Duration = Duration::from_secs(2);
@@ -21,6 +23,18 @@ const CALL_WINDOW_SIZE: slint::LogicalSize = slint::LogicalSize {
     width: 360.0,
     height: 560.0,
 };
+
+/// The video call window's size, and its width with the chat beside the
+/// picture.
+const VIDEO_WINDOW_SIZE: slint::LogicalSize = slint::LogicalSize {
+    width: 978.0,
+    height: 642.0,
+};
+const VIDEO_WITH_CHAT_WIDTH: f32 = 1316.0;
+
+/// No picture from the other side for this long: their camera is off (or
+/// the pictures stall), and their avatar shows instead of a frozen picture.
+const PICTURE_GONE: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -55,12 +69,24 @@ pub(crate) struct ActiveCall {
     control: Option<CallControl>,
     connected_at: Option<Instant>,
     muted: bool,
+    /// The call's conversation (for the chat beside the picture).
+    conv_id: i64,
+    /// A video call (an incoming one answered as voice only is not).
+    video: bool,
+    camera_on: bool,
+    /// Carries the pictures of a video call to the window.
+    pipe: Option<VideoPipe>,
+    /// When the other side's last picture was shown.
+    last_picture: Option<Instant>,
+    /// Pictures sent by the previous statistics snapshot, and when it came.
+    sent: Option<(u64, Instant)>,
 }
 
 impl App {
     pub(crate) fn bind_call_callbacks(&self) {
         let main = self.ui.global::<Main>();
-        main.on_start_call(|| with_app(|app| app.start_call()));
+        main.on_start_call(|| with_app(|app| app.start_call(false)));
+        main.on_start_video_call(|| with_app(|app| app.start_call(true)));
         main.on_show_call(|| with_app(|app| app.show_call_window()));
         main.on_choose_devices(|| with_app(|app| app.choose_devices()));
         let window = &self.call_window;
@@ -68,6 +94,12 @@ impl App {
         window.on_decline(|| with_app(|app| app.decline_call()));
         window.on_hang_up(|| with_app(|app| app.hang_up_call()));
         window.on_toggle_mute(|| with_app(|app| app.toggle_mute()));
+        window.on_accept_voice(|| with_app(|app| app.accept_as_voice()));
+        window.on_toggle_camera(|| with_app(|app| app.toggle_camera()));
+        window.on_toggle_fullscreen(|| with_app(|app| app.toggle_fullscreen()));
+        window.on_toggle_chat(|| with_app(|app| app.toggle_call_chat()));
+        window.on_send_chat(|| with_app(|app| app.send_call_chat()));
+        window.set_messages(ModelRc::from(self.messages.clone()));
         window.window().on_close_requested(|| {
             with_app(|app| app.call_window_closed());
             slint::CloseRequestResponse::HideWindow
@@ -101,22 +133,71 @@ impl App {
         (direct && peer != 0 && !self.people.borrow().is_blocked(peer)).then_some((id, peer))
     }
 
-    /// Calls the other member of the open chat.
-    pub(crate) fn start_call(&self) {
+    /// Calls the other member of the open chat, with video or without.
+    pub(crate) fn start_call(&self, video: bool) {
         if self.in_call() {
             return self.show_call_window();
         }
         let Some((conv_id, peer_id)) = self.open_peer() else {
             return;
         };
-        let serial = self.new_call(0, peer_id, true, Stage::Calling);
-        let control =
-            self.bridge
-                .start_call(CallStart::Place { conv_id }, self.call_audio(), move |update| {
-                    with_app(|app| app.call_update(serial, update))
-                });
+        let serial = self.new_call(0, peer_id, conv_id, true, video, Stage::Calling);
+        let setup = self.video_setup(serial);
+        let control = self.bridge.start_call(
+            CallStart::Place { conv_id },
+            self.call_audio(),
+            setup,
+            move |update| with_app(|app| app.call_update(serial, update)),
+        );
         self.with_call(serial, |call| call.control = Some(control));
         self.set_call_status("Calling…");
+    }
+
+    /// The picture side of call `serial`, if it is a video call: a pipe
+    /// whose pictures land in this window while the call is the one shown.
+    fn video_setup(&self, serial: u64) -> Option<CallVideoSetup> {
+        let video = self.state.borrow().call.as_ref().is_some_and(|c| c.video);
+        if !video {
+            return None;
+        }
+        let pipe = VideoPipe::new(self.bridge.runtime(), move |stream, picture| {
+            with_app(|app| app.show_picture(serial, stream, picture))
+        });
+        self.with_call(serial, |call| call.pipe = Some(pipe.clone()));
+        Some(CallVideoSetup {
+            video: self.call_video(),
+            pipe,
+        })
+    }
+
+    fn show_picture(&self, serial: u64, stream: Stream, picture: Picture) {
+        let mut state = self.state.borrow_mut();
+        let Some(call) = state.call.as_mut().filter(|c| c.serial == serial) else {
+            return;
+        };
+        if call.stage == Stage::Ended {
+            return;
+        }
+        let image = Image::from_rgba8(picture);
+        let window = &self.call_window;
+        match stream {
+            Stream::Remote => {
+                call.last_picture = Some(Instant::now());
+                window.set_remote_frame(image);
+                window.set_remote_live(true);
+            }
+            Stream::Preview if call.camera_on => {
+                window.set_preview_frame(image);
+                window.set_preview_live(true);
+            }
+            Stream::Preview => {}
+        }
+    }
+
+    /// How many pictures the shown call's pipe carried (for tests).
+    pub fn video_counts(&self) -> Option<PipeCounts> {
+        let state = self.state.borrow();
+        state.call.as_ref()?.pipe.as_ref().map(VideoPipe::counts)
     }
 
     /// Someone calls: ring, unless a call is already on screen (the server
@@ -127,12 +208,17 @@ impl App {
             return;
         }
         let caller = info.caller_id;
+        let video = info.kind() == pb::MediaKind::Video;
         self.want_profiles([caller]);
         self.want_avatar(caller);
-        self.new_call(info.call_id, caller, false, Stage::Incoming);
-        self.set_call_status("is calling you…");
+        self.new_call(info.call_id, caller, info.conv_id, false, video, Stage::Incoming);
+        self.set_call_status(if video {
+            "Incoming video call"
+        } else {
+            "is calling you…"
+        });
         let name = self.people.borrow().name(caller);
-        crate::notify::incoming_call(&self.bridge, &name);
+        crate::notify::incoming_call(&self.bridge, &name, video);
     }
 
     /// The server's word on a call this window shows but no call task
@@ -168,16 +254,30 @@ impl App {
         self.end_call(serial, text.into());
     }
 
+    /// Answers a video call without sending or showing pictures.
+    fn accept_as_voice(&self) {
+        let serial = match &self.state.borrow().call {
+            Some(call) if call.stage == Stage::Incoming => call.serial,
+            _ => return,
+        };
+        self.with_call(serial, |call| call.video = false);
+        self.call_window.set_video(false);
+        self.call_window.window().set_size(CALL_WINDOW_SIZE);
+        self.accept_call();
+    }
+
     fn accept_call(&self) {
         let (serial, call_id) = match &self.state.borrow().call {
             Some(call) if call.stage == Stage::Incoming => (call.serial, call.call_id),
             _ => return,
         };
-        let control =
-            self.bridge
-                .start_call(CallStart::Answer { call_id }, self.call_audio(), move |update| {
-                    with_app(|app| app.call_update(serial, update))
-                });
+        let setup = self.video_setup(serial);
+        let control = self.bridge.start_call(
+            CallStart::Answer { call_id },
+            self.call_audio(),
+            setup,
+            move |update| with_app(|app| app.call_update(serial, update)),
+        );
         self.with_call(serial, |call| {
             call.control = Some(control);
             call.stage = Stage::Joining;
@@ -224,6 +324,86 @@ impl App {
         self.call_window.set_muted(call.muted);
     }
 
+    fn toggle_camera(&self) {
+        let mut state = self.state.borrow_mut();
+        let Some(call) = state.call.as_mut().filter(|c| c.video) else {
+            return;
+        };
+        call.camera_on = !call.camera_on;
+        if let Some(control) = &call.control {
+            control.set_camera(call.camera_on);
+        }
+        self.call_window.set_camera_on(call.camera_on);
+        // The next preview picture shows it is back; until then the corner
+        // says the camera is starting rather than showing a stale picture.
+        self.call_window.set_preview_live(false);
+    }
+
+    fn toggle_fullscreen(&self) {
+        let fullscreen = !self.call_window.get_fullscreen();
+        self.set_call_fullscreen(fullscreen);
+    }
+
+    fn set_call_fullscreen(&self, fullscreen: bool) {
+        self.call_window.window().set_fullscreen(fullscreen);
+        self.call_window.set_fullscreen(fullscreen);
+    }
+
+    /// Shows or hides the call's chat beside the picture. The panel shows
+    /// the main window's open chat, so opening it opens the call's
+    /// conversation there.
+    fn toggle_call_chat(&self) {
+        let show = !self.call_window.get_show_chat();
+        if show {
+            self.open_call_conversation();
+        }
+        self.call_window.set_show_chat(show);
+        if !self.call_window.get_fullscreen() {
+            let size = self.call_window.window().size();
+            let scale = self.call_window.window().scale_factor();
+            let width = if show {
+                VIDEO_WITH_CHAT_WIDTH
+            } else {
+                VIDEO_WINDOW_SIZE.width
+            };
+            let height = size.height as f32 / scale;
+            self.call_window.window().set_size(slint::LogicalSize::new(
+                width,
+                height.max(VIDEO_WINDOW_SIZE.height),
+            ));
+        }
+    }
+
+    /// Opens the call's conversation in the main window, unless it is open.
+    fn open_call_conversation(&self) {
+        let conv_id = self.state.borrow().call.as_ref().map(|c| c.conv_id);
+        if let Some(conv_id) = conv_id
+            && self.state.borrow().open != Some(conv_id)
+        {
+            self.open_conversation(conv_id);
+        }
+    }
+
+    /// Sends the call chat's draft to the call's conversation, through the
+    /// main window's composer so it shows as pending like any message.
+    fn send_call_chat(&self) {
+        let text = self.call_window.get_draft();
+        if text.trim().is_empty() {
+            return;
+        }
+        self.open_call_conversation();
+        // The call chat only ever sends: an edit under way in the main
+        // window is left there as a plain draft.
+        self.state.borrow_mut().editing = None;
+        let main = self.ui.global::<Main>();
+        main.set_editing(-1);
+        let kept = main.get_draft();
+        main.set_draft(text);
+        self.send();
+        main.set_draft(kept);
+        self.call_window.set_draft("".into());
+    }
+
     /// The window's close button: decline a ring, hang up a call.
     fn call_window_closed(&self) {
         let stage = self.state.borrow().call.as_ref().map(|c| c.stage);
@@ -243,9 +423,16 @@ impl App {
             return;
         }
         match update {
-            CallUpdate::Started { call_id, phase, note } => {
+            CallUpdate::Started {
+                call_id,
+                phase,
+                note,
+                video_note,
+            } => {
                 self.with_call(serial, |call| call.call_id = call_id);
                 self.call_window.set_note(note.unwrap_or_default().into());
+                self.call_window
+                    .set_video_note(video_note.unwrap_or_default().into());
                 match phase {
                     parley_voice::CallPhase::Connected => self.call_connected(serial),
                     parley_voice::CallPhase::Ringing => self.set_call_status("Ringing…"),
@@ -257,6 +444,9 @@ impl App {
             CallUpdate::Stats(stats) => {
                 if stage == Stage::Connected {
                     self.call_window.set_figures(calls::figures(&stats));
+                    let sent_fps = self.sent_fps(serial, &stats);
+                    self.call_window
+                        .set_video_figures(calls::video_figures(&stats, sent_fps));
                 }
             }
             CallUpdate::Ended(end) => {
@@ -268,6 +458,23 @@ impl App {
                 self.end_call(serial, format!("Call failed: {reason}"));
             }
         }
+    }
+
+    /// Pictures per second sent since the previous snapshot.
+    fn sent_fps(&self, serial: u64, stats: &parley_voice::CallStats) -> f64 {
+        let Some(video) = stats.video else { return 0.0 };
+        let now = Instant::now();
+        let sent = video.send.frames_sent;
+        let mut fps = 0.0;
+        self.with_call(serial, |call| {
+            if let Some((before, at)) = call.sent.replace((sent, now)) {
+                let secs = now.duration_since(at).as_secs_f64();
+                if secs > 0.0 {
+                    fps = sent.saturating_sub(before) as f64 / secs;
+                }
+            }
+        });
+        fps
     }
 
     fn call_connected(&self, serial: u64) {
@@ -293,12 +500,16 @@ impl App {
 
     /// Redraws the connected time (window and strip).
     fn tick_call(&self) {
-        let (elapsed, peer) = {
+        let (elapsed, peer, picture_gone) = {
             let state = self.state.borrow();
             let Some(call) = &state.call else { return };
             let Some(at) = call.connected_at else { return };
-            (at.elapsed(), call.peer_id)
+            let gone = call.last_picture.is_none_or(|t| t.elapsed() > PICTURE_GONE);
+            (at.elapsed(), call.peer_id, gone)
         };
+        if picture_gone && self.call_window.get_remote_live() {
+            self.call_window.set_remote_live(false);
+        }
         let timer = calls::timer_text(elapsed);
         let name = self.people.borrow().name(peer);
         self.ui
@@ -314,8 +525,15 @@ impl App {
             call.stage = Stage::Ended;
             // The task has finished, or will hang up now that nobody steers it.
             call.control = None;
+            if let Some(pipe) = call.pipe.take() {
+                pipe.close();
+            }
         });
         self.call_timer.stop();
+        if self.call_window.get_fullscreen() {
+            self.set_call_fullscreen(false);
+        }
+        self.call_window.set_remote_live(false);
         self.set_call_stage(Stage::Ended);
         self.call_window.set_busy(false);
         self.call_window.set_status(outcome.into());
@@ -334,7 +552,15 @@ impl App {
 
     /// Forgets the call and hides its window (hanging up if it still runs).
     pub(crate) fn clear_call(&self) {
-        self.state.borrow_mut().call = None;
+        if let Some(pipe) = self.state.borrow_mut().call.take().and_then(|c| c.pipe) {
+            pipe.close();
+        }
+        // The last pictures are not kept in memory until the next call.
+        self.call_window.set_remote_frame(Image::default());
+        self.call_window.set_preview_frame(Image::default());
+        if self.call_window.get_fullscreen() {
+            self.set_call_fullscreen(false);
+        }
         self.call_timer.stop();
         self.call_close_timer.stop();
         self.ui.global::<Main>().set_call_strip("".into());
@@ -358,7 +584,15 @@ impl App {
     }
 
     /// Starts showing a new call in the window; returns its serial.
-    fn new_call(&self, call_id: i64, peer_id: i64, outgoing: bool, stage: Stage) -> u64 {
+    fn new_call(
+        &self,
+        call_id: i64,
+        peer_id: i64,
+        conv_id: i64,
+        outgoing: bool,
+        video: bool,
+        stage: Stage,
+    ) -> u64 {
         let serial = {
             let mut state = self.state.borrow_mut();
             state.call_serial += 1;
@@ -372,6 +606,12 @@ impl App {
                 control: None,
                 connected_at: None,
                 muted: false,
+                conv_id,
+                video,
+                camera_on: true,
+                pipe: None,
+                last_picture: None,
+                sent: None,
             });
             serial
         };
@@ -381,10 +621,23 @@ impl App {
         window.set_busy(false);
         window.set_note("".into());
         window.set_figures(CallFigures::default());
+        window.set_video(video);
+        window.set_camera_on(true);
+        window.set_remote_live(false);
+        window.set_preview_live(false);
+        window.set_show_chat(false);
+        window.set_show_stats(false);
+        window.set_video_note("".into());
+        window.set_video_figures(VideoFigures::default());
+        window.set_draft("".into());
         self.set_call_stage(stage);
         self.refresh_call_peer();
         self.refresh_call_button();
-        window.window().set_size(CALL_WINDOW_SIZE);
+        window.window().set_size(if video {
+            VIDEO_WINDOW_SIZE
+        } else {
+            CALL_WINDOW_SIZE
+        });
         self.show_call_window();
         serial
     }

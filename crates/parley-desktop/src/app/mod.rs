@@ -28,6 +28,7 @@ use crate::conversations::Conversations;
 use crate::messages::MessageModel;
 use crate::people::People;
 use crate::settings::{ConfigDir, Preferences};
+use crate::video::{CallVideo, DeviceVideo};
 use crate::{AppWindow, AuthState, CallWindow, ConversationItem, Main, Page, PersonRow, Theme, format};
 
 thread_local! {
@@ -91,6 +92,9 @@ pub struct App {
     /// Where calls take their audio from; `None`: the devices chosen in
     /// the preferences.
     audio: Option<Arc<dyn CallAudio>>,
+    /// Where video calls take their pictures from (the camera, or what
+    /// stands in for it).
+    video: Arc<dyn CallVideo>,
     pub(crate) config: ConfigDir,
     pub(crate) state: RefCell<State>,
     pub(crate) people: Rc<RefCell<People>>,
@@ -115,7 +119,7 @@ impl App {
         runtime: tokio::runtime::Handle,
         config: ConfigDir,
     ) -> Result<Rc<App>, slint::PlatformError> {
-        Self::launch(runtime, config, None)
+        Self::launch(runtime, config, None, Arc::new(DeviceVideo))
     }
 
     /// Like [`App::start`], with calls taking their audio from `audio`
@@ -125,13 +129,25 @@ impl App {
         config: ConfigDir,
         audio: Arc<dyn CallAudio>,
     ) -> Result<Rc<App>, slint::PlatformError> {
-        Self::launch(runtime, config, Some(audio))
+        Self::launch(runtime, config, Some(audio), Arc::new(DeviceVideo))
+    }
+
+    /// Like [`App::start_with_audio`], with video calls sending the
+    /// pictures of `video`.
+    pub fn start_with_media(
+        runtime: tokio::runtime::Handle,
+        config: ConfigDir,
+        audio: Arc<dyn CallAudio>,
+        video: Arc<dyn CallVideo>,
+    ) -> Result<Rc<App>, slint::PlatformError> {
+        Self::launch(runtime, config, Some(audio), video)
     }
 
     fn launch(
         runtime: tokio::runtime::Handle,
         config: ConfigDir,
         audio: Option<Arc<dyn CallAudio>>,
+        video: Arc<dyn CallVideo>,
     ) -> Result<Rc<App>, slint::PlatformError> {
         let ui = AppWindow::new()?;
         let call_window = CallWindow::new()?;
@@ -147,6 +163,7 @@ impl App {
             call_window,
             bridge: Bridge::new(runtime),
             audio,
+            video,
             config,
             state: RefCell::new(State {
                 window_focused: true,
@@ -203,6 +220,11 @@ impl App {
             microphone: prefs.microphone.clone(),
             speaker: prefs.speaker.clone(),
         })
+    }
+
+    /// The picture source of the next video call.
+    pub(crate) fn call_video(&self) -> Arc<dyn CallVideo> {
+        self.video.clone()
     }
 
     /// The call window (for tests).
