@@ -46,7 +46,7 @@ impl Network {
         BASE_LATENCY + Duration::from_millis(u64::from(self.jitter_ms))
     }
 
-    fn netem(&self) -> NetemConfig {
+    pub(crate) fn netem(&self) -> NetemConfig {
         let p = (self.loss_percent / 100.0).clamp(0.0, 0.99);
         let config = NetemConfig::new()
             .latency(self.mean_delay())
@@ -143,37 +143,66 @@ impl CallResult {
     }
 }
 
+/// A private server with the impairing relay in front of its media port.
+pub(crate) struct Testbed {
+    _dir: tempfile::TempDir,
+    pub server: ServerHandle,
+    pub relay: ImpairedRelay,
+}
+
+impl Testbed {
+    /// Starts the server and the relay; nobody is impaired until [`ImpairedRelay::set`].
+    pub async fn start(seed: u64) -> anyhow::Result<Testbed> {
+        let dir = tempfile::tempdir()?;
+        let listen = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ADVERTISED_IP), 0))
+            .await
+            .context("binding the impairing relay on 127.0.0.2 (on macOS: ifconfig lo0 alias 127.0.0.2)")?;
+        let port = listen.local_addr()?.port();
+        let mut config = Config::loopback(dir.path());
+        config.media_listen = Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        config.media_public_ip = Some(IpAddr::V4(ADVERTISED_IP));
+        let server = parley_server::start(config)
+            .await
+            .context("starting the server")?;
+        let relay = ImpairedRelay::start(listen, server.media_addr, Impairment::default(), seed)?;
+        Ok(Testbed {
+            _dir: dir,
+            server,
+            relay,
+        })
+    }
+
+    /// Two new users who are friends, and their direct conversation.
+    pub async fn friends(&self) -> anyhow::Result<(Client, Client, i64)> {
+        let (caller, _) = user(&self.server, "caller").await?;
+        let (callee, callee_user) = user(&self.server, "callee").await?;
+        caller.send_friend_request(callee_user.id, "").await?;
+        let requests = callee.friend_requests().await?;
+        let request = requests.incoming.first().context("no friend request arrived")?.id;
+        callee.answer_friend_request(request, true).await?;
+        let conv = caller.open_direct(callee_user.id).await?.id;
+        Ok((caller, callee, conv))
+    }
+
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+    }
+}
+
 /// Runs one call over `network` and measures it.
 pub async fn run(network: Network, options: &RunOptions) -> anyhow::Result<CallResult> {
-    let dir = tempfile::tempdir()?;
-    let listen = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ADVERTISED_IP), 0))
-        .await
-        .context("binding the impairing relay on 127.0.0.2 (on macOS: ifconfig lo0 alias 127.0.0.2)")?;
-    let port = listen.local_addr()?.port();
-    let mut config = Config::loopback(dir.path());
-    config.media_listen = Some(SocketAddr::from(([127, 0, 0, 1], port)));
-    config.media_public_ip = Some(IpAddr::V4(ADVERTISED_IP));
-    let server = parley_server::start(config)
-        .await
-        .context("starting the server")?;
-    let upstream = server.media_addr;
-    let relay = ImpairedRelay::start(
-        listen,
-        upstream,
+    let bed = Testbed::start(options.seed).await?;
+    // Both clients bind 127.0.0.1; only what reaches them is impaired, and only the callee's
+    // hearing is measured.
+    bed.relay.set(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
         Impairment {
             uplink: None,
             downlink: Some(network.netem()),
         },
-        options.seed,
-    )?;
-
-    let (caller, _) = user(&server, "caller").await?;
-    let (callee, callee_user) = user(&server, "callee").await?;
-    caller.send_friend_request(callee_user.id, "").await?;
-    let requests = callee.friend_requests().await?;
-    let request = requests.incoming.first().context("no friend request arrived")?.id;
-    callee.answer_friend_request(request, true).await?;
-    let conv = caller.open_direct(callee_user.id).await?.id;
+    );
+    let relay = &bed.relay;
+    let (caller, callee, conv) = bed.friends().await?;
 
     let call_options = CallOptions {
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -248,7 +277,7 @@ pub async fn run(network: Network, options: &RunOptions) -> anyhow::Result<CallR
             &mut result,
         )?;
     }
-    server.shutdown().await;
+    bed.stop().await;
     Ok(result)
 }
 

@@ -9,10 +9,13 @@
 //! * [`timeline`]: source and sink wrappers that log each frame with its instant, and a
 //!   speech-like synthetic signal for runs without a speech recording;
 //! * [`analysis`]: mouth-to-ear latency by locating heard windows in the sent audio;
-//! * [`grid`]: the loss × jitter grid and its report.
+//! * [`grid`]: the loss × jitter grid and its report;
+//! * [`video`]: a video call's figures (delivered fps, freezes, glass-to-glass latency, A/V
+//!   skew, adaptation to a bandwidth step).
 
 pub mod analysis;
 pub mod call;
 pub mod grid;
 pub mod relay;
 pub mod timeline;
+pub mod video;

@@ -50,6 +50,19 @@ struct Args {
     /// Also write every result as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Measure video calls (test pattern + speech) instead of voice calls.
+    #[arg(long)]
+    video: bool,
+    /// With --video: also run the bandwidth step (2 → 0.3 → 2 Mbit/s on the sender's uplink).
+    #[arg(long)]
+    step: bool,
+    /// With --video: test pattern size and rate.
+    #[arg(long, default_value_t = 640)]
+    width: u32,
+    #[arg(long, default_value_t = 360)]
+    height: u32,
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
 }
 
 #[tokio::main]
@@ -86,6 +99,9 @@ async fn main() -> anyhow::Result<()> {
         None => timeline::synthetic_speech(20, args.seed),
     };
     let networks = grid::networks(&args.loss, &models, &args.jitter);
+    if args.video {
+        return run_video(&args, networks, speech).await;
+    }
     eprintln!(
         "{} calls of {} s, {} at a time",
         networks.len(),
@@ -133,6 +149,64 @@ async fn main() -> anyhow::Result<()> {
     results.sort_by_key(|(index, _)| *index);
     let results: Vec<_> = results.into_iter().map(|(_, r)| r).collect();
     print!("{}", grid::table(&results));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Video calls one after another (each encodes and decodes 30 pictures a second; two at once
+/// would measure the machine, not the network), then the bandwidth step.
+async fn run_video(args: &Args, networks: Vec<call::Network>, speech: Vec<i16>) -> anyhow::Result<()> {
+    use parley_quality::video::{self, BandwidthStep, VideoRunOptions};
+    let options = VideoRunOptions {
+        seconds: args.seconds,
+        warmup: Duration::from_secs(u64::from(args.warmup)),
+        speech: Arc::new(speech),
+        width: args.width,
+        height: args.height,
+        fps: args.fps,
+        seed: args.seed,
+    };
+    let mut runs: Vec<(call::Network, Option<BandwidthStep>)> =
+        networks.into_iter().map(|n| (n, None)).collect();
+    if args.step {
+        let clean = call::Network {
+            loss_percent: 0.0,
+            bursty: false,
+            jitter_ms: 0,
+        };
+        runs.push((clean, Some(BandwidthStep::standard())));
+    }
+    let mut results = Vec::new();
+    for (network, step) in runs {
+        let mut options = options.clone();
+        if let Some(s) = step {
+            // The step needs its three phases inside the measured part.
+            options.seconds = options.seconds.max(args.warmup + s.up_at.as_secs() as u32 + 12);
+        }
+        match video::run(network, step, &options).await {
+            Ok(r) => {
+                eprintln!(
+                    "{}{}: {:.1} fps, {} freezes ({:.0} ms), glass p50 {:?} ms, skew p50 {:?} ms, settle {:?} s, recover {:?} s, target {:?} kbit/s",
+                    network.label(),
+                    if step.is_some() { " + bandwidth step" } else { "" },
+                    r.delivered_fps,
+                    r.freezes,
+                    r.freeze_total_ms,
+                    r.glass_p50_ms.map(|v| v.round()),
+                    r.skew_p50_ms.map(|v| v.round()),
+                    r.settle_down_s,
+                    r.recover_s,
+                    r.target_kbps.iter().map(|v| v.round()).collect::<Vec<_>>(),
+                );
+                results.push(r);
+            }
+            Err(e) => eprintln!("{}: failed: {e:#}", network.label()),
+        }
+    }
+    print!("{}", video::table(&results));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -3,19 +3,20 @@
 //! socket of its own, so the server sees one distinct address per client.
 //!
 //! Every flow and direction has its own seeded [`Netem`] (str0m-netem: latency, jitter, random
-//! or Gilbert-Elliot loss), so a run is reproducible packet for packet given the same arrival
-//! order. By default only the server-to-client direction is impaired: the audio measured at a
-//! callee then crossed exactly one impaired hop, and the configured loss is the end-to-end loss.
+//! or Gilbert-Elliot loss, a rate-limited link), so a run is reproducible packet for packet
+//! given the same arrival order. What a flow suffers is chosen by its client's IP address
+//! (the harness binds caller and callee to different loopback addresses) and can be changed
+//! while the call runs, for a bandwidth step.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use str0m_netem::{Input, Netem, NetemConfig, Output};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Largest datagram the relay carries; media packets are far smaller.
@@ -24,14 +25,14 @@ const MAX_DATAGRAM: usize = 2048;
 /// emulated network, would be dropping them, so it is counted apart).
 const FLOW_QUEUE: usize = 1024;
 /// Beyond this the emulator has nothing queued (it reports a far-future instant).
-const IDLE_WAKE: std::time::Duration = std::time::Duration::from_secs(3600);
+const IDLE_WAKE: Duration = Duration::from_secs(3600);
 
-/// What each direction of every flow does to packets.
-#[derive(Debug, Clone, Copy)]
+/// What each direction of a flow does to packets; `None` passes them straight through.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Impairment {
-    /// Client to server; `None` passes packets straight through.
+    /// Client to server.
     pub uplink: Option<NetemConfig>,
-    /// Server to client; `None` passes packets straight through.
+    /// Server to client.
     pub downlink: Option<NetemConfig>,
 }
 
@@ -46,16 +47,31 @@ pub struct RelayCounters {
     pub overflow: AtomicU64,
 }
 
+/// The impairment of every client address, each behind a watch so running flows follow
+/// changes.
+struct Rules {
+    by_ip: HashMap<IpAddr, watch::Sender<Impairment>>,
+    default: watch::Sender<Impairment>,
+}
+
+impl Rules {
+    fn for_ip(&self, ip: IpAddr) -> watch::Receiver<Impairment> {
+        self.by_ip.get(&ip).unwrap_or(&self.default).subscribe()
+    }
+}
+
 /// A running relay; dropping it stops every task.
 pub struct ImpairedRelay {
     local: SocketAddr,
     counters: Arc<RelayCounters>,
+    rules: Arc<Mutex<Rules>>,
     task: JoinHandle<()>,
 }
 
 impl ImpairedRelay {
-    /// Serves on `listen` (already bound) and forwards to `upstream`. Flow `n` (in order of
-    /// first packet) seeds its emulators with `seed + 2n` and `seed + 2n + 1`.
+    /// Serves on `listen` (already bound) and forwards to `upstream`; every client suffers
+    /// `impairment` unless [`ImpairedRelay::set`] says otherwise for its IP. Flow `n` (in order
+    /// of first packet) seeds its emulators with `seed + 2n` and `seed + 2n + 1`.
     pub fn start(
         listen: UdpSocket,
         upstream: SocketAddr,
@@ -64,18 +80,37 @@ impl ImpairedRelay {
     ) -> std::io::Result<Self> {
         let local = listen.local_addr()?;
         let counters = Arc::new(RelayCounters::default());
+        let rules = Arc::new(Mutex::new(Rules {
+            by_ip: HashMap::new(),
+            default: watch::Sender::new(impairment),
+        }));
         let task = tokio::spawn(serve(
             Arc::new(listen),
             upstream,
-            impairment,
+            rules.clone(),
             seed,
             counters.clone(),
         ));
         Ok(ImpairedRelay {
             local,
             counters,
+            rules,
             task,
         })
+    }
+
+    /// Sets what clients at `ip` suffer, for flows already open and flows to come. The
+    /// emulators keep their queues, so packets in flight are not lost by the change.
+    pub fn set(&self, ip: IpAddr, impairment: Impairment) {
+        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
+        match rules.by_ip.get(&ip) {
+            Some(tx) => {
+                tx.send_replace(impairment);
+            }
+            None => {
+                rules.by_ip.insert(ip, watch::Sender::new(impairment));
+            }
+        }
     }
 
     /// Where clients send.
@@ -111,7 +146,7 @@ impl Drop for Flow {
 async fn serve(
     listen: Arc<UdpSocket>,
     upstream: SocketAddr,
-    impairment: Impairment,
+    rules: Arc<Mutex<Rules>>,
     seed: u64,
     counters: Arc<RelayCounters>,
 ) {
@@ -124,7 +159,11 @@ async fn serve(
         counters.up_in.fetch_add(1, Ordering::Relaxed);
         if !flows.contains_key(&client) {
             let n = flows.len() as u64;
-            match open_flow(&listen, client, upstream, impairment, seed + 2 * n, &counters).await {
+            let rule = rules
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .for_ip(client.ip());
+            match open_flow(&listen, client, upstream, rule, seed + 2 * n, &counters).await {
                 Ok(flow) => {
                     flows.insert(client, flow);
                 }
@@ -146,7 +185,7 @@ async fn open_flow(
     listen: &Arc<UdpSocket>,
     client: SocketAddr,
     upstream: SocketAddr,
-    impairment: Impairment,
+    rule: watch::Receiver<Impairment>,
     seed: u64,
     counters: &Arc<RelayCounters>,
 ) -> std::io::Result<Flow> {
@@ -157,19 +196,25 @@ async fn open_flow(
 
     let up = tokio::spawn(emulate(
         up_rx,
-        impairment.uplink.map(|c| c.seed(seed)),
+        Link {
+            rule: rule.clone(),
+            direction: Direction::Up,
+            seed,
+        },
         to_server.clone(),
         upstream,
         counters.clone(),
-        Direction::Up,
     ));
     let down = tokio::spawn(emulate(
         down_rx,
-        impairment.downlink.map(|c| c.seed(seed + 1)),
+        Link {
+            rule,
+            direction: Direction::Down,
+            seed: seed + 1,
+        },
         listen.clone(),
         client,
         counters.clone(),
-        Direction::Down,
     ));
     // The server's replies come back on this flow's own socket.
     let receive = tokio::spawn({
@@ -198,33 +243,47 @@ async fn open_flow(
     })
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Direction {
     Up,
     Down,
 }
 
-/// Moves one direction's packets through its emulator (or straight through) to `to`.
+/// One direction of one flow: which half of the rule applies, and its seed.
+struct Link {
+    rule: watch::Receiver<Impairment>,
+    direction: Direction,
+    seed: u64,
+}
+
+impl Link {
+    /// The emulator settings now; no impairment is an emulator that does nothing.
+    fn config(&mut self) -> NetemConfig {
+        let rule = *self.rule.borrow_and_update();
+        let config = match self.direction {
+            Direction::Up => rule.uplink,
+            Direction::Down => rule.downlink,
+        };
+        config.unwrap_or_default().seed(self.seed)
+    }
+}
+
+/// Moves one direction's packets through its emulator to `to`.
 async fn emulate(
     mut rx: mpsc::Receiver<Vec<u8>>,
-    config: Option<NetemConfig>,
+    mut link: Link,
     socket: Arc<UdpSocket>,
     to: SocketAddr,
     counters: Arc<RelayCounters>,
-    direction: Direction,
 ) {
+    let direction = link.direction;
     let sent = |counters: &RelayCounters| match direction {
         Direction::Up => counters.up_out.fetch_add(1, Ordering::Relaxed),
         Direction::Down => counters.down_out.fetch_add(1, Ordering::Relaxed),
     };
-    let Some(config) = config else {
-        while let Some(packet) = rx.recv().await {
-            let _ = socket.send_to(&packet, to).await;
-            sent(&counters);
-        }
-        return;
-    };
-    let mut netem: Netem<Vec<u8>> = Netem::new(config);
+    let mut netem: Netem<Vec<u8>> = Netem::new(link.config());
+    // The rules outlive every flow; should they go first, the flow keeps its last settings.
+    let mut watching = true;
     loop {
         while let Some(out) = netem.poll_output() {
             if let Output::Packet(packet) = out {
@@ -248,6 +307,10 @@ async fn emulate(
                 None => return,
             },
             () = sleep => netem.handle_input(Input::Timeout(Instant::now())),
+            changed = link.rule.changed(), if watching => match changed {
+                Ok(()) => netem.set_config(link.config()),
+                Err(_) => watching = false,
+            },
         }
     }
 }
