@@ -178,8 +178,15 @@ fn scenario(rt: tokio::runtime::Handle, _config: std::path::PathBuf) {
     let server = rt.block_on(start_server());
     let (bob, _bob_user) = rt.block_on(server.user("bob", "Bob Stone"));
     let (alice_sdk, alice) = rt.block_on(server.user("alice", "Alice Meyer"));
+    let (carol, _) = rt.block_on(server.user("carol", "Carol Diaz"));
     let conv_id = rt
         .block_on(async {
+            // A second chat, older than Bob's, to switch to during the call.
+            carol.send_friend_request(alice.id, "").await?;
+            let request = alice_sdk.friend_requests().await?.incoming[0].id;
+            alice_sdk.answer_friend_request(request, true).await?;
+            let conv = carol.open_direct(alice.id).await?;
+            carol.send_text(conv.id, "Lunch tomorrow?").await?;
             bob.send_friend_request(alice.id, "").await?;
             let request = alice_sdk.friend_requests().await?.incoming[0].id;
             alice_sdk.answer_friend_request(request, true).await?;
@@ -201,8 +208,9 @@ fn scenario(rt: tokio::runtime::Handle, _config: std::path::PathBuf) {
     });
     wait_for("the main window", |app| app.window().get_page() == Page::Main);
     press("OK");
-    wait_for("Bob's chat in the list", |app| {
-        app.window().global::<Main>().get_conversations().row_count() == 1
+    wait_for("Bob's and Carol's chats in the list", |app| {
+        let rows = app.window().global::<Main>().get_conversations();
+        rows.row_count() == 2 && rows.row_data(0).is_some_and(|c| c.title == "Bob Stone")
     });
     with(|app| app.window().global::<Main>().invoke_open_conversation(0));
     wait_for("the call buttons", |app| {
@@ -308,6 +316,18 @@ fn scenario(rt: tokio::runtime::Handle, _config: std::path::PathBuf) {
         })
     });
     shot_both("video-chat", "video-chat-dark");
+    // Another chat opened in the main window: the panel does not show its
+    // messages as the call's, and offers the way back.
+    assert!(!with(|app| app.call_window().get_chat_elsewhere()));
+    with(|app| app.window().global::<Main>().invoke_open_conversation(1));
+    assert!(with(|app| app.call_window().get_chat_elsewhere()));
+    shot("video-chat-elsewhere");
+    press_in_call("Back to the call chat");
+    assert!(!with(|app| app.call_window().get_chat_elsewhere()));
+    wait_for("the call's messages again", |app| {
+        let rows = app.call_window().get_messages();
+        (0..rows.row_count()).any(|i| rows.row_data(i).is_some_and(|m| m.text.contains("river")))
+    });
     press_in_call("Close chat");
     assert!(!with(|app| app.call_window().get_show_chat()));
 
@@ -429,5 +449,6 @@ fn scenario(rt: tokio::runtime::Handle, _config: std::path::PathBuf) {
     });
 
     rt.block_on(bob.close());
+    rt.block_on(carol.close());
     rt.block_on(server.handle.shutdown());
 }

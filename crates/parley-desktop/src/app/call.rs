@@ -99,6 +99,7 @@ impl App {
         window.on_toggle_fullscreen(|| with_app(|app| app.toggle_fullscreen()));
         window.on_toggle_chat(|| with_app(|app| app.toggle_call_chat()));
         window.on_send_chat(|| with_app(|app| app.send_call_chat()));
+        window.on_show_call_chat(|| with_app(|app| app.open_call_conversation()));
         window.set_messages(ModelRc::from(self.messages.clone()));
         window.window().on_close_requested(|| {
             with_app(|app| app.call_window_closed());
@@ -374,6 +375,17 @@ impl App {
         }
     }
 
+    /// Whether the main window shows another chat than the call's: the
+    /// panel beside the picture then offers to go back to the call's
+    /// instead of showing someone else's messages.
+    pub(crate) fn refresh_call_chat(&self) {
+        let elsewhere = {
+            let state = self.state.borrow();
+            state.call.as_ref().is_some_and(|c| state.open != Some(c.conv_id))
+        };
+        self.call_window.set_chat_elsewhere(elsewhere);
+    }
+
     /// Opens the call's conversation in the main window, unless it is open.
     fn open_call_conversation(&self) {
         let conv_id = self.state.borrow().call.as_ref().map(|c| c.conv_id);
@@ -630,6 +642,7 @@ impl App {
         window.set_video_note("".into());
         window.set_video_figures(VideoFigures::default());
         window.set_draft("".into());
+        self.refresh_call_chat();
         self.set_call_stage(stage);
         self.refresh_call_peer();
         self.refresh_call_button();

@@ -58,6 +58,7 @@ impl App {
         self.messages.reset(self.me_id(), group, peer_read, Vec::new());
         self.refresh_chat_header();
         self.refresh_conversations();
+        self.refresh_call_chat();
         self.bridge.call(
             move |client| async move { client.history(id, 0, PAGE).await },
             move |result| with_app(|app| app.history_loaded(id, result, true)),
@@ -172,6 +173,7 @@ impl App {
         self.state.borrow_mut().open = None;
         self.messages.reset(self.me_id(), false, 0, Vec::new());
         self.ui.global::<Main>().set_current(-1);
+        self.refresh_call_chat();
     }
 
     /// Tells the server (and the user's other devices) the open chat is read.
