@@ -174,9 +174,12 @@ pub(crate) struct Frame {
 }
 
 /// Puts one stream's packets back into access units, in order. A missing packet
-/// holds later frames back for [`DEFAULT_HOLD`] (so NACK/RTX can fill it); then the
-/// broken frame is dropped and the next one is marked not contiguous, the decoder's
-/// cue to wait for a keyframe.
+/// holds later frames back until the oldest packet waiting behind it has waited
+/// [`DEFAULT_HOLD`] since it arrived (so NACK/RTX can fill the gap); then the broken
+/// frame is dropped and the next one is marked not contiguous, the decoder's cue to
+/// wait for a keyframe. Counting from arrival, not from when a gap reaches the head,
+/// keeps gaps in a row from adding their waits up: no packet waits longer than the
+/// hold, however lossy the path.
 #[derive(Debug)]
 pub(crate) struct FrameAssembler {
     held: BTreeMap<u64, VideoPacket>,
@@ -185,8 +188,6 @@ pub(crate) struct FrameAssembler {
     /// Something was lost since the last frame handed out.
     broken: bool,
     hold: Duration,
-    /// Since when the head of `held` has been blocked.
-    blocked_since: Option<Instant>,
     /// Frames given up on so far.
     pub lost: u64,
     /// The source of the last frame handed out: the relay keeps a slot's sequence
@@ -202,7 +203,6 @@ impl FrameAssembler {
             next_seq: None,
             broken: false,
             hold,
-            blocked_since: None,
             lost: 0,
             last_csrc: None,
         }
@@ -218,7 +218,8 @@ impl FrameAssembler {
 
     /// When [`FrameAssembler::poll`] should run again even without new packets.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.blocked_since.map(|t| t + self.hold)
+        // After a poll, whatever is held is blocked behind a gap.
+        self.held.first_key_value().map(|(_, p)| p.arrival + self.hold)
     }
 
     /// Complete frames, oldest first.
@@ -226,7 +227,6 @@ impl FrameAssembler {
         let mut frames = Vec::new();
         loop {
             let Some((&first, _)) = self.held.first_key_value() else {
-                self.blocked_since = None;
                 break;
             };
             let next = *self.next_seq.get_or_insert(first);
@@ -241,10 +241,7 @@ impl FrameAssembler {
                 continue;
             }
             match self.take_frame(first) {
-                Some(Ok(frame)) => {
-                    self.blocked_since = None;
-                    frames.push(frame);
-                }
+                Some(Ok(frame)) => frames.push(frame),
                 // Removed but unusable: the next frame cannot follow on from it.
                 Some(Err(())) => {
                     self.broken = true;
@@ -264,20 +261,15 @@ impl FrameAssembler {
         frames
     }
 
-    /// Whether a gap at the head has waited long enough (or memory is tight). Starts
-    /// the wait on first sight.
+    /// Whether a gap at the head has waited long enough: the oldest packet held behind
+    /// it arrived a hold ago (or memory is tight).
     fn give_up(&mut self, now: Instant) -> bool {
         if self.held.len() > MAX_HELD_PACKETS {
-            self.blocked_since = None;
             return true;
         }
-        let since = *self.blocked_since.get_or_insert(now);
-        if now.saturating_duration_since(since) >= self.hold {
-            self.blocked_since = None;
-            true
-        } else {
-            false
-        }
+        self.held
+            .first_key_value()
+            .is_some_and(|(_, p)| now.saturating_duration_since(p.arrival) >= self.hold)
     }
 
     /// The frame starting at `first` if all its packets are in: consecutive sequence
@@ -461,6 +453,33 @@ mod tests {
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].data, c);
         assert!(!later[0].contiguous);
+    }
+
+    #[test]
+    fn gaps_in_a_row_do_not_add_up_their_waits() {
+        let t = Instant::now();
+        let mut asm = FrameAssembler::new(DEFAULT_HOLD);
+        let units: Vec<Vec<u8>> = (0..4).map(|_| access_unit(&[(0x41, 700)])).collect();
+        let mut seq = 0u64;
+        for (i, unit) in units.iter().enumerate() {
+            let mut ps = packets(unit, seq, 3000 * i as u32, t);
+            seq += ps.len() as u64;
+            // The first three frames each lose a packet that never comes.
+            if i < 3 {
+                ps.remove(1);
+            }
+            for p in ps {
+                asm.push(p);
+            }
+        }
+        assert!(asm.poll(t).is_empty());
+        // Everything arrived at `t`, so one hold later every gap is given up at once
+        // and the whole fourth frame comes out, not three holds later.
+        let frames = asm.poll(t + DEFAULT_HOLD);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].data, units[3]);
+        assert!(!frames[0].contiguous);
+        assert_eq!(asm.lost, 3);
     }
 
     #[test]
