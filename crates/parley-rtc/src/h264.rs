@@ -225,10 +225,7 @@ impl FrameAssembler {
     /// Complete frames, oldest first.
     pub(crate) fn poll(&mut self, now: Instant) -> Vec<Frame> {
         let mut frames = Vec::new();
-        loop {
-            let Some((&first, _)) = self.held.first_key_value() else {
-                break;
-            };
+        while let Some((&first, _)) = self.held.first_key_value() {
             let next = *self.next_seq.get_or_insert(first);
             if first > next {
                 // The head of the next frame is missing.
