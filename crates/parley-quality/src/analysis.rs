@@ -179,13 +179,24 @@ fn best_match(planner: &mut FftPlanner<f64>, haystack: &[i16], needle: &[i16]) -
 
 /// The `q` quantile (0..=1) of `values`, by nearest rank.
 pub fn quantile(values: &[Duration], q: f64) -> Option<Duration> {
-    if values.is_empty() {
-        return None;
-    }
     let mut sorted = values.to_vec();
     sorted.sort();
+    nearest_rank(&sorted, q).copied()
+}
+
+/// The `q` quantile (0..=1) of `values`, by nearest rank.
+pub fn quantile_f64(values: &[f64], q: f64) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    nearest_rank(&sorted, q).copied()
+}
+
+fn nearest_rank<T>(sorted: &[T], q: f64) -> Option<&T> {
+    if sorted.is_empty() {
+        return None;
+    }
     let rank = ((q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
+    sorted.get(rank - 1)
 }
 
 #[cfg(test)]

@@ -259,7 +259,7 @@ pub async fn run(network: Network, options: &RunOptions) -> anyhow::Result<CallR
         network_delay_ms: ms(excluded),
         windows_located: located.len(),
         buffer_mean_ms: mean(&samples.buffer),
-        buffer_p95_ms: percentile(&samples.buffer, 0.95),
+        buffer_p95_ms: analysis::quantile_f64(&samples.buffer, 0.95).unwrap_or(0.0),
         target_mean_ms: mean(&samples.target),
         reference_wav: None,
         degraded_wav: None,
@@ -389,13 +389,6 @@ fn mean(values: &[f64]) -> f64 {
     } else {
         values.iter().sum::<f64>() / values.len() as f64
     }
-}
-
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
-    sorted.get(rank - 1).copied().unwrap_or(0.0)
 }
 
 async fn user(server: &ServerHandle, name: &str) -> anyhow::Result<(Client, pb::User)> {

@@ -359,8 +359,7 @@ pub async fn run(
     let (freezes, freeze_total, longest) = freezes(&window);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     skews.sort_by(f64::total_cmp);
-    let mut abs: Vec<f64> = skews.iter().map(|s| s.abs()).collect();
-    abs.sort_by(f64::total_cmp);
+    let abs: Vec<f64> = skews.iter().map(|s| s.abs()).collect();
 
     let (settle_down_s, recover_s, target_kbps) = match step {
         Some(s) => adaptation(&targets, s),
@@ -382,7 +381,7 @@ pub async fn run(
         glass_p50_ms: analysis::quantile(&glass, 0.5).map(ms),
         glass_p95_ms: analysis::quantile(&glass, 0.95).map(ms),
         skew_p50_ms: skews.get(skews.len() / 2).copied(),
-        skew_abs_p95_ms: percentile_sorted(&abs, 0.95),
+        skew_abs_p95_ms: analysis::quantile_f64(&abs, 0.95),
         keyframe_requests: send_end.keyframe_requests - send_start.keyframe_requests,
         keyframes_sent: send_end.keyframes_sent - send_start.keyframes_sent,
         settle_down_s,
@@ -460,14 +459,6 @@ fn mean_kbps(values: impl Iterator<Item = u32>) -> f64 {
     } else {
         sum as f64 / n as f64 / 1000.0
     }
-}
-
-fn percentile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
 }
 
 /// The video results as a Markdown table.

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{init_tracing, loopback_options, start_server, user};
+use common::{befriend, init_tracing, loopback_options, start_server, user};
 
 use parley_client::pb::{self, event::Kind as Ev};
 use parley_client::{Client, ClientEvent};
@@ -69,9 +69,7 @@ async fn friends_hear_each_others_tone_through_the_relay() {
     let server = start_server(dir.path()).await;
     let (ann, _) = user(&server, "ann").await;
     let (ben, ben_user) = user(&server, "ben").await;
-    ann.send_friend_request(ben_user.id, "").await.unwrap();
-    let request = ben.friend_requests().await.unwrap().incoming[0].id;
-    ben.answer_friend_request(request, true).await.unwrap();
+    befriend(&ann, &ben, ben_user.id).await;
     let conv = ann.open_direct(ben_user.id).await.unwrap().id;
     let mut ben_events = ben.events();
 
@@ -167,9 +165,7 @@ async fn group_of_three(server: &ServerHandle) -> ([Client; 3], i64) {
     let (ben, ben_user) = user(server, "ben").await;
     let (cat, cat_user) = user(server, "cat").await;
     for (friend, id) in [(&ben, ben_user.id), (&cat, cat_user.id)] {
-        ann.send_friend_request(id, "").await.unwrap();
-        let request = friend.friend_requests().await.unwrap().incoming[0].id;
-        friend.answer_friend_request(request, true).await.unwrap();
+        befriend(&ann, friend, id).await;
     }
     let group = ann
         .create_group("trio", &[ben_user.id, cat_user.id])

@@ -14,7 +14,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{init_tracing, loopback_options, start_server, user};
+use common::{befriend, init_tracing, loopback_options, start_server, user};
 use parley_client::pb;
 use parley_media::{AudioSink, AudioSource, FRAME_SAMPLES, Frame, MediaError, SourceStatus};
 use parley_video::{I420Frame, Marks, TestPatternSource, read_marks};
@@ -222,9 +222,7 @@ async fn friends_see_each_others_pictures_in_sync_with_the_sound() {
     let server = start_server(dir.path()).await;
     let (ann, _) = user(&server, "ann").await;
     let (ben, ben_user) = user(&server, "ben").await;
-    ann.send_friend_request(ben_user.id, "").await.unwrap();
-    let request = ben.friend_requests().await.unwrap().incoming[0].id;
-    ben.answer_friend_request(request, true).await.unwrap();
+    befriend(&ann, &ben, ben_user.id).await;
     let conv = ann.open_direct(ben_user.id).await.unwrap().id;
     let mut ben_events = ben.events();
 

@@ -44,3 +44,10 @@ pub fn loopback_options() -> CallOptions {
         ..CallOptions::default()
     }
 }
+
+/// `friend` accepts a friend request from `from` (`friend_id` is `friend`'s user id).
+pub async fn befriend(from: &Client, friend: &Client, friend_id: i64) {
+    from.send_friend_request(friend_id, "").await.unwrap();
+    let request = friend.friend_requests().await.unwrap().incoming[0].id;
+    friend.answer_friend_request(request, true).await.unwrap();
+}
