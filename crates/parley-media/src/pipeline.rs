@@ -324,6 +324,14 @@ impl<K: AudioSink> GroupReceiver<K> {
         self.slots.get(slot)?.as_ref()?.jitter.playout_timestamp()
     }
 
+    /// Delays the playout of `slot` by `ms` beyond what its jitter needs (see
+    /// [`JitterBuffer::set_extra_delay_ms`]); no-op for an idle slot.
+    pub fn set_extra_delay_ms(&mut self, slot: usize, ms: u32) {
+        if let Some(Some(voice)) = self.slots.get_mut(slot) {
+            voice.jitter.set_extra_delay_ms(ms);
+        }
+    }
+
     /// How many slots are receiving now.
     pub fn active_voices(&self) -> usize {
         self.slots.iter().flatten().count()

@@ -244,3 +244,40 @@ fn playout_timestamp_names_the_frame_just_played_across_the_wrap() {
         assert!(off.abs() <= 960, "frame {k}: {played} vs {expected}");
     }
 }
+
+#[test]
+fn extra_delay_raises_the_target_and_the_buffer_follows() {
+    let mut jb = JitterBuffer::new(JitterConfig::default(), TraceDecoder::default()).unwrap();
+    let mut frame = [0i16; FRAME_SAMPLES];
+    let mut run = |jb: &mut JitterBuffer<TraceDecoder>, from: u32, to: u32| {
+        for k in from..to {
+            let now = u64::from(k) * 20_000;
+            jb.insert(k as u16, k * 960, now, &k.to_le_bytes());
+            jb.pull(now + 5_000, &mut frame);
+        }
+    };
+    run(&mut jb, 0, 200);
+    let before = jb.stats();
+    jb.set_extra_delay_ms(100);
+    run(&mut jb, 200, 400);
+    let after = jb.stats();
+    // The buffer keeps its level between three quarters of the target and the target, so
+    // it moves by at least three quarters of the extra delay.
+    assert!(
+        (after.target_delay_ms - before.target_delay_ms - 100.0).abs() < 1.0,
+        "target {} -> {}",
+        before.target_delay_ms,
+        after.target_delay_ms
+    );
+    assert!(
+        after.filtered_delay_ms >= before.filtered_delay_ms + 60.0,
+        "buffer {} -> {}",
+        before.filtered_delay_ms,
+        after.filtered_delay_ms
+    );
+    // Back to none: the buffer shrinks again.
+    jb.set_extra_delay_ms(0);
+    run(&mut jb, 400, 700);
+    assert!(jb.stats().filtered_delay_ms <= before.filtered_delay_ms + 20.0);
+    assert_eq!(jb.stats().concealed_frames, 0);
+}

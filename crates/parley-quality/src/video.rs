@@ -308,6 +308,24 @@ pub async fn run(
         }
         let send = caller_call.stats().video.unwrap_or_default().send;
         targets.push((measured, send.target_bitrate_bps));
+        if targets.len().is_multiple_of(10) {
+            let rx = callee_call.stats();
+            let video = rx.video.unwrap_or_default().receive;
+            tracing::debug!(
+                t = measured.as_secs_f64(),
+                target = send.target_bitrate_bps,
+                estimate = ?send.bandwidth_estimate_bps,
+                size = ?(send.width, send.height),
+                rx_rtt = ?rx.transport.rtt,
+                rx_lost = rx.transport.video_frames_lost,
+                rx_in = rx.transport.video_frames_in,
+                sync = video.sync_delay_ms,
+                audio_delay = video.audio_delay_ms,
+                keyframes = video.video.keyframes_requested,
+                freezes = video.video.freeze_count,
+                "video timeline"
+            );
+        }
     }
     let end_callee = callee_call.stats();
     let end_caller = caller_call.stats();

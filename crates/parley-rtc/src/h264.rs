@@ -262,11 +262,22 @@ impl FrameAssembler {
     /// it arrived a hold ago (or memory is tight).
     fn give_up(&mut self, now: Instant) -> bool {
         if self.held.len() > MAX_HELD_PACKETS {
+            tracing::debug!(held = self.held.len(), "video reassembly over its packet limit");
             return true;
         }
-        self.held
+        let expired = self
+            .held
             .first_key_value()
-            .is_some_and(|(_, p)| now.saturating_duration_since(p.arrival) >= self.hold)
+            .is_some_and(|(_, p)| now.saturating_duration_since(p.arrival) >= self.hold);
+        if expired {
+            tracing::debug!(
+                next = ?self.next_seq,
+                first_held = ?self.held.first_key_value().map(|(s, _)| *s),
+                held = self.held.len(),
+                "video gap given up"
+            );
+        }
+        expired
     }
 
     /// The frame starting at `first` if all its packets are in: consecutive sequence

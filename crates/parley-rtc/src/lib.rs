@@ -64,6 +64,28 @@ fn rtc_config() -> RtcConfig {
     config
 }
 
+/// Share of a video stream's bytes that may be retransmissions before str0m stops answering
+/// NACKs. str0m's default (0.15) is below what a 10 % lossy path needs once retransmissions
+/// are themselves lost and reordered packets draw spurious NACKs: it silently dropped every
+/// queued resend, and the receiver gave up the frame and waited for a keyframe. Congestion is
+/// the estimator's business (the pacer holds the total to it); this cap only stops a
+/// retransmission storm.
+const RTX_RATIO_CAP: f32 = 0.5;
+
+/// How long sent video stays available for retransmission (str0m's default).
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+
+/// Applies Parley's retransmission settings to the video stream `rtc` sends on `mid`, once
+/// negotiation has created it.
+fn tune_video_send_stream(rtc: &mut Rtc, mid: str0m::media::Mid) {
+    if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+        stream.set_rtx_cache(VIDEO_SEND_BUFFER, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
+    }
+}
+
+/// Packets of sent video kept for retransmission: three seconds at the top bitrate.
+const VIDEO_SEND_BUFFER: usize = 1_000;
+
 /// The m-line an incoming RTP packet belongs to (str0m tracks it per SSRC).
 fn mid_of(rtc: &mut Rtc, packet: &str0m::rtp::RtpPacket) -> Option<str0m::media::Mid> {
     rtc.direct_api().stream_rx(&packet.header.ssrc).map(|s| s.mid())

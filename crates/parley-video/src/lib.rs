@@ -33,6 +33,7 @@
 pub mod camera;
 pub mod codec;
 pub mod convert;
+pub mod delay;
 mod error;
 mod frame;
 pub mod gate;
@@ -43,6 +44,7 @@ pub mod stats;
 pub mod sync;
 
 pub use codec::{EncodedVideoFrame, EncoderSettings, VideoDecoder, VideoEncoder, is_keyframe};
+pub use delay::{SyncDelay, SyncDelayConfig};
 pub use error::VideoError;
 pub use frame::{I420Frame, MAX_DIMENSION};
 pub use gate::{Admission, FrameGate, FrameInfo, GateConfig};

@@ -28,8 +28,8 @@ use tokio::time::MissedTickBehavior;
 
 use crate::stats::{CallStats, ParticipantStats};
 use crate::video::{
-    AudioPlayout, ReceiveHandle, SendHandle, VideoCallStats, VideoMedia, VideoOptions, VideoReceiveStats,
-    VideoSendStats,
+    AudioDelay, AudioPlayout, ReceiveHandle, SendHandle, VideoCallStats, VideoMedia, VideoOptions,
+    VideoReceiveStats, VideoSendStats,
 };
 
 /// What a video call adds to the audio task: the peer's video events, the picture source and
@@ -51,6 +51,7 @@ struct VideoLink {
     send: watch::Receiver<VideoSendStats>,
     receive: watch::Receiver<VideoReceiveStats>,
     playout: watch::Sender<Vec<AudioPlayout>>,
+    audio_delays: watch::Receiver<Vec<AudioDelay>>,
 }
 
 /// What the audio task hands back when it stops.
@@ -100,6 +101,7 @@ impl<K: AudioSink + Send + 'static> EngineHandle<K> {
                     send: send.stats(),
                     receive: receive.stats(),
                     playout,
+                    audio_delays: receive.audio_delays(),
                 };
                 (Some(VideoTasks { send, receive }), Some(link))
             }
@@ -274,7 +276,14 @@ impl<S: AudioSource, K: AudioSink> Engine<S, K> {
     fn on_tick(&mut self) -> Result<(), MediaError> {
         // The source is read even before the leg is up, so it keeps real time.
         if let Some(frame) = self.sender.next_frame()? {
-            let audio = EncodedAudio::new(frame.rtp_timestamp, Bytes::from(frame.payload));
+            // A frame is read when its last sample is in: its first was spoken a frame ago.
+            // Pictures are stamped when taken, so without this the receiver would line each
+            // picture up with audio spoken a frame after it.
+            let captured = Instant::now()
+                .checked_sub(Duration::from_micros(FRAME_US))
+                .unwrap_or_else(Instant::now);
+            let audio =
+                EncodedAudio::new(frame.rtp_timestamp, Bytes::from(frame.payload)).captured_at(captured);
             match self.peer.send_audio(audio) {
                 Ok(()) => self.stats.frames_sent += 1,
                 // Stale audio is worse than none: frames the leg cannot take now are dropped.
@@ -288,6 +297,15 @@ impl<S: AudioSource, K: AudioSink> Engine<S, K> {
         let voices = self.receiver.voices();
         self.stats.participants.clear();
         if let Some(video) = &self.video {
+            let delays = video.audio_delays.borrow();
+            for v in &voices {
+                let extra = delays
+                    .iter()
+                    .find(|d| d.source_id == v.source_id)
+                    .map_or(0, |d| d.extra_ms);
+                self.receiver.set_extra_delay_ms(v.slot, extra);
+            }
+            drop(delays);
             let playout = voices
                 .iter()
                 .filter_map(|v| {

@@ -432,6 +432,8 @@ async fn new_peer(
                 // voices do.
                 recv_only_video: slots - 1,
                 video_start_bitrate: options.video.start_bitrate_bps,
+                // Video at the top of its range, plus Opus at its most.
+                video_max_bitrate: u64::from(options.video.rate.max_bitrate_bps) + 64_000,
                 ..config
             })?;
             let parts = VideoParts {

@@ -179,6 +179,9 @@ pub struct JitterBuffer<D> {
     /// Decoded, not yet handed out.
     queue: Vec<i16>,
     filtered_level: f64,
+    /// Added to the target on top of what the jitter asks for: lip sync's request when this
+    /// voice's video arrives later than its audio.
+    extra_delay_ms: u32,
     stats: ReceiveStats,
 }
 
@@ -207,8 +210,16 @@ impl<D: FrameDecoder> JitterBuffer<D> {
             underrun_samples: 0,
             queue: Vec::with_capacity(MAX_QUEUED_SAMPLES),
             filtered_level: 0.0,
+            extra_delay_ms: 0,
             stats: ReceiveStats::default(),
         })
+    }
+
+    /// Plays this much later than the jitter alone needs (still within `max_delay_ms`), so
+    /// that video arriving later than the audio can be shown with it. The buffer moves to the
+    /// new delay by time-stretching, as it does for jitter.
+    pub fn set_extra_delay_ms(&mut self, ms: u32) {
+        self.extra_delay_ms = ms;
     }
 
     /// The decoder, for tests that inspect what was decoded.
@@ -247,6 +258,7 @@ impl<D: FrameDecoder> JitterBuffer<D> {
         if !self.delay.has_data() || self.packets_since_start < WARMUP_PACKETS {
             target_ms = target_ms.max(self.config.initial_delay_ms);
         }
+        let target_ms = target_ms.saturating_add(self.extra_delay_ms);
         let target_ms = target_ms.clamp(self.config.min_delay_ms.max(20), self.config.max_delay_ms.max(20));
         target_ms as usize * SAMPLES_PER_MS
     }

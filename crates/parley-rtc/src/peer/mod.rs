@@ -50,6 +50,10 @@ pub struct PeerConfig {
     pub recv_only_video: usize,
     /// Starting point of the bandwidth estimate while sending video, bits per second.
     pub video_start_bitrate: u64,
+    /// The most this leg would send, bits per second (video at its best plus audio). The
+    /// estimator probes for it: without a goal it never probes, and after a drop the
+    /// estimate would only creep back as the encoder happened to send more.
+    pub video_max_bitrate: u64,
     /// Video events buffered for the application before frames are dropped (and
     /// counted in [`TransportStats::dropped_video_events`]).
     pub video_event_queue: usize,
@@ -67,6 +71,7 @@ impl Default for PeerConfig {
             video: false,
             recv_only_video: 0,
             video_start_bitrate: 1_000_000,
+            video_max_bitrate: 2_600_000,
             video_event_queue: 256,
             video_send_queue: 32,
         }
@@ -82,6 +87,10 @@ pub struct EncodedAudio {
     pub payload: Bytes,
     /// First frame of a talk spurt (after silence suppression).
     pub marker: bool,
+    /// When the frame's first sample was captured; `None`: as it is sent. Sender reports
+    /// tie the RTP clock to wall time through this, so a receiver lines audio and video up
+    /// by when they were captured, not by how long each took to encode.
+    pub captured_at: Option<Instant>,
 }
 
 impl EncodedAudio {
@@ -91,6 +100,15 @@ impl EncodedAudio {
             rtp_timestamp,
             payload,
             marker: false,
+            captured_at: None,
+        }
+    }
+
+    /// The same frame, captured at `at`.
+    pub fn captured_at(self, at: Instant) -> Self {
+        EncodedAudio {
+            captured_at: Some(at),
+            ..self
         }
     }
 }
@@ -105,6 +123,9 @@ pub struct EncodedVideo {
     pub data: Bytes,
     /// The access unit holds an IDR slice.
     pub keyframe: bool,
+    /// When the picture was captured; `None`: as it is sent. See
+    /// [`EncodedAudio::captured_at`].
+    pub captured_at: Option<Instant>,
 }
 
 /// One received video access unit, put back together from its RTP packets.

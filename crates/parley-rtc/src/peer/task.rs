@@ -81,8 +81,13 @@ impl PeerTask {
             // also paces video to it so a keyframe does not leave as one burst.
             rtc_config = rtc_config.enable_bwe(Some(Bitrate::bps(config.video_start_bitrate.max(1))));
         }
+        let mut rtc = rtc_config.build(now);
+        if config.video {
+            rtc.bwe()
+                .set_bitrate(Bitrate::ZERO, Bitrate::bps(config.video_max_bitrate.max(1)));
+        }
         PeerTask {
-            rtc: rtc_config.build(now),
+            rtc,
             socket,
             local_addr,
             candidate: None,
@@ -248,6 +253,9 @@ impl PeerTask {
             }
         }
         let result = self.rtc.sdp_api().accept_answer(pending, answer);
+        if let Some(mid) = self.send_video {
+            crate::tune_video_send_stream(&mut self.rtc, mid);
+        }
         self.drain();
         result.map_err(|e| PeerError::RejectedSdp(e.to_string()))
     }
@@ -287,8 +295,9 @@ impl PeerTask {
             return;
         };
         let payload: Arc<[u8]> = Arc::from(&frame.payload[..]);
+        let captured = frame.captured_at.unwrap_or_else(Instant::now);
         stream.write_rtp(
-            RtpWrite::new(pt, this_seq, frame.rtp_timestamp, Instant::now(), payload).marker(frame.marker),
+            RtpWrite::new(pt, this_seq, frame.rtp_timestamp, captured, payload).marker(frame.marker),
         );
         self.drain();
     }
@@ -307,7 +316,7 @@ impl PeerTask {
         };
         let payloads = h264::packetize(&frame.data, h264::MAX_PAYLOAD);
         let last = payloads.len().saturating_sub(1);
-        let now = Instant::now();
+        let captured = frame.captured_at.unwrap_or_else(Instant::now);
         for (n, payload) in payloads.into_iter().enumerate() {
             let seq = self
                 .next_seq
@@ -320,7 +329,7 @@ impl PeerTask {
                 return;
             };
             stream.write_rtp(
-                RtpWrite::new(pt, this_seq, frame.rtp_timestamp, now, payload)
+                RtpWrite::new(pt, this_seq, frame.rtp_timestamp, captured, payload)
                     .marker(n == last)
                     .nackable(true),
             );

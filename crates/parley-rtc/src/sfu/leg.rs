@@ -222,6 +222,9 @@ impl Leg {
             });
         }
         if local_direction.is_sending() && !self.slots.iter().any(|s| s.mid == mid) {
+            if kind == MediaKind::Video {
+                crate::tune_video_send_stream(&mut self.rtc, mid);
+            }
             let next_out = crate::first_seq_no();
             let slot = Slot {
                 mid,

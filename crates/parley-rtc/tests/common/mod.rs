@@ -312,6 +312,7 @@ pub fn video_frame(sender: u8, i: u32, gop: u32, slice_len: usize) -> EncodedVid
         rtp_timestamp: i * 3600,
         data: video_access_unit(sender, i, keyframe, len),
         keyframe,
+        captured_at: None,
     }
 }
 

@@ -15,9 +15,9 @@ mod send;
 use std::time::{Duration, Instant};
 
 use parley_video::rate::LADDER;
-use parley_video::{GateConfig, I420Frame, RateConfig, VideoSource, VideoStats};
+use parley_video::{GateConfig, I420Frame, RateConfig, SyncDelayConfig, VideoSource, VideoStats};
 
-pub(crate) use receive::{AudioPlayout, ReceiveHandle};
+pub(crate) use receive::{AudioDelay, AudioPlayout, ReceiveHandle};
 pub(crate) use send::{SendControl, SendHandle};
 
 /// Settings of a call's video, used when the call is placed or answered with
@@ -44,6 +44,9 @@ pub struct VideoOptions {
     /// Longest a decoded picture waits for its audio before it is shown anyway: a bound on
     /// what a bad sender report or a stalled audio stream can do to the picture.
     pub max_sync_hold: Duration,
+    /// How far the audio may be held back for video that arrives later than it (after
+    /// retransmissions), so the two stay in step.
+    pub sync_delay: SyncDelayConfig,
 }
 
 impl Default for VideoOptions {
@@ -57,6 +60,7 @@ impl Default for VideoOptions {
             encoder_threads: 1,
             gate: GateConfig::default(),
             max_sync_hold: Duration::from_millis(500),
+            sync_delay: SyncDelayConfig::default(),
         }
     }
 }
@@ -170,6 +174,9 @@ pub struct VideoReceiveStats {
     /// Render time of the last picture minus its decode time, ms: how far video is held
     /// back for the audio (negative: it came later than its audio was heard).
     pub sync_delay_ms: f64,
+    /// Extra delay the audio currently plays with so the video keeps up, ms (the largest
+    /// over the senders watched).
+    pub audio_delay_ms: u32,
 }
 
 /// A call's video figures, in [`CallStats::video`](crate::CallStats::video).

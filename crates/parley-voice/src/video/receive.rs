@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use parley_rtc::peer::{Peer, ReceivedVideo, SenderReport, VideoEvent};
 use parley_video::{
-    FrameGate, FrameInfo, I420Frame, MediaKind, SyncClock, VIDEO_CLOCK_HZ, VideoDecoder, VideoStatsCollector,
+    FrameGate, FrameInfo, I420Frame, MediaKind, SyncClock, SyncDelay, SyncDelayConfig, VIDEO_CLOCK_HZ,
+    VideoDecoder, VideoStatsCollector,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -39,10 +40,19 @@ pub(crate) struct AudioPlayout {
     pub rtp_timestamp: u32,
 }
 
+/// The extra delay one remote sender's audio should play with, so its video keeps up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AudioDelay {
+    /// The relay's id for the sender.
+    pub source_id: Option<u32>,
+    pub extra_ms: u32,
+}
+
 /// Controls of a running receive task.
 pub(crate) struct ReceiveHandle {
     stop: Option<oneshot::Sender<()>>,
     stats: watch::Receiver<VideoReceiveStats>,
+    audio_delays: watch::Receiver<Vec<AudioDelay>>,
     task: JoinHandle<()>,
 }
 
@@ -59,6 +69,7 @@ impl ReceiveHandle {
     ) -> ReceiveHandle {
         let (stop, stop_rx) = oneshot::channel();
         let (stats_tx, stats) = watch::channel(VideoReceiveStats::default());
+        let (audio_delays_tx, audio_delays) = watch::channel(Vec::new());
         let receiver = VideoReceiver {
             peer,
             to_sender,
@@ -69,6 +80,9 @@ impl ReceiveHandle {
             epoch,
             streams: Vec::new(),
             clocks: HashMap::new(),
+            sync_delay: options.sync_delay,
+            delays: HashMap::new(),
+            audio_delays: audio_delays_tx,
             held: VecDeque::new(),
             collector: VideoStatsCollector::new(),
             stats: VideoReceiveStats::default(),
@@ -77,12 +91,18 @@ impl ReceiveHandle {
         ReceiveHandle {
             stop: Some(stop),
             stats,
+            audio_delays,
             task,
         }
     }
 
     pub fn stats(&self) -> watch::Receiver<VideoReceiveStats> {
         self.stats.clone()
+    }
+
+    /// How much later each sender's audio should play for its video to keep up.
+    pub fn audio_delays(&self) -> watch::Receiver<Vec<AudioDelay>> {
+        self.audio_delays.clone()
     }
 
     /// Stops the task and waits for it, so it no longer holds the peer.
@@ -121,6 +141,10 @@ struct VideoReceiver {
     streams: Vec<Stream>,
     /// Per sender, since a sender's audio and video share its clock but nobody else's.
     clocks: HashMap<Option<u32>, SyncClock>,
+    sync_delay: SyncDelayConfig,
+    /// Per sender, like the clocks.
+    delays: HashMap<Option<u32>, SyncDelay>,
+    audio_delays: watch::Sender<Vec<AudioDelay>>,
     held: VecDeque<Held>,
     collector: VideoStatsCollector,
     stats: VideoReceiveStats,
@@ -271,6 +295,11 @@ impl VideoReceiver {
         let due = render.map_or(decoded, |at| at.min(decoded.saturating_add(self.max_hold_us)));
         if let Some(at) = render {
             self.stats.sync_delay_ms = (at as f64 - decoded as f64) / 1_000.0;
+            // The picture that ends a wait for a keyframe was late because of the loss, not
+            // the path; holding all audio back for it would only add delay.
+            if info.contiguous {
+                self.judge_lateness(frame.source_id, decoded, at);
+            }
         }
         let info = ShownFrame {
             slot: frame.slot,
@@ -291,6 +320,29 @@ impl VideoReceiver {
             self.show_front();
         }
         Ok(())
+    }
+
+    /// Lets the sender's [`SyncDelay`] judge a picture, and tells the audio task when the
+    /// delay it should add changes.
+    fn judge_lateness(&mut self, source_id: Option<u32>, decoded: u64, render: u64) {
+        let config = self.sync_delay;
+        let delay = self
+            .delays
+            .entry(source_id)
+            .or_insert_with(|| SyncDelay::new(config));
+        if delay.on_picture(decoded, render).is_none() {
+            return;
+        }
+        let delays: Vec<AudioDelay> = self
+            .delays
+            .iter()
+            .map(|(source_id, d)| AudioDelay {
+                source_id: *source_id,
+                extra_ms: d.extra_ms(),
+            })
+            .collect();
+        self.stats.audio_delay_ms = delays.iter().map(|d| d.extra_ms).max().unwrap_or(0);
+        self.audio_delays.send_replace(delays);
     }
 
     /// Copies the audio task's latest playout into the senders' clocks.

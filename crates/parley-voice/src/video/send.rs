@@ -29,6 +29,13 @@ use super::{VideoOptions, VideoSendStats};
 /// How often the source is asked for a picture: a fifth of a 30 fps frame interval.
 const POLL: Duration = Duration::from_millis(5);
 
+/// Least time between two keyframes sent because someone asked, µs. A keyframe is several
+/// times the size of other pictures; on a congested link the first one is still queued or
+/// being repaired by retransmission when the receiver asks again, and answering every
+/// request would only send keyframe after keyframe into the queue that lost the first.
+/// A request that comes sooner is answered when the interval is over, never dropped.
+const KEYFRAME_ANSWER_INTERVAL_US: u64 = 500_000;
+
 /// What the receive side passes on to the sender (both come in on the peer's one video
 /// event stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +89,8 @@ impl SendHandle {
             // WebRTC starts each stream's RTP clock at a random point.
             rtp_offset: rand::random(),
             keyframe_due: false,
+            keyframe_requested: false,
+            last_keyframe_us: None,
             epoch,
             stats,
         };
@@ -127,7 +136,11 @@ struct VideoSender {
     rate: RateController,
     limiter: FrameRateLimiter,
     rtp_offset: u32,
+    /// The next picture must be a keyframe (nothing the receiver has can predict it).
     keyframe_due: bool,
+    /// A receiver asked for a keyframe; answered within [`KEYFRAME_ANSWER_INTERVAL_US`].
+    keyframe_requested: bool,
+    last_keyframe_us: Option<u64>,
     epoch: Instant,
     stats: VideoSendStats,
 }
@@ -181,7 +194,7 @@ impl VideoSender {
         match control {
             SendControl::KeyframeRequested => {
                 self.stats.keyframe_requests += 1;
-                self.keyframe_due = true;
+                self.keyframe_requested = true;
             }
             SendControl::Estimate(bps) => {
                 let now = self.now_us();
@@ -218,11 +231,17 @@ impl VideoSender {
         };
         self.stats.frames_encoded += 1;
         let keyframe = unit.keyframe;
+        if keyframe {
+            // Whatever made it a keyframe, it answers every request made so far.
+            self.keyframe_requested = false;
+            self.last_keyframe_us = Some(unit.capture_us);
+        }
         let bytes = unit.data.len() as u64;
         let frame = EncodedVideo {
             rtp_timestamp: self.rtp_offset.wrapping_add(us_to_rtp(unit.capture_us)),
             data: Bytes::from(unit.data),
             keyframe,
+            captured_at: Some(self.epoch + Duration::from_micros(unit.capture_us)),
         };
         match self.peer.send_video(frame) {
             Ok(()) => {
@@ -273,7 +292,11 @@ impl VideoSender {
             None => VideoEncoder::new(settings)?,
         };
         let (width, height) = (encoder.settings().width, encoder.settings().height);
-        if std::mem::take(&mut self.keyframe_due) {
+        let answer_request = self.keyframe_requested
+            && self
+                .last_keyframe_us
+                .is_none_or(|last| captured.capture_us.saturating_sub(last) >= KEYFRAME_ANSWER_INTERVAL_US);
+        if std::mem::take(&mut self.keyframe_due) || answer_request {
             encoder.force_keyframe();
         }
         let joined = tokio::task::spawn_blocking(move || {
