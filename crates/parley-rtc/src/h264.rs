@@ -24,6 +24,14 @@ const START_CODE: [u8; 4] = [0, 0, 0, 1];
 /// How long a receive slot waits for a missing packet (a NACK round trip, maybe two)
 /// before it gives up on the frame and moves on.
 pub(crate) const DEFAULT_HOLD: Duration = Duration::from_millis(300);
+/// Longest hold, whatever the round trip: past it a keyframe is the quicker repair.
+const MAX_HOLD: Duration = Duration::from_millis(1_500);
+
+/// The hold for a path with round trip `rtt`: three of them, so a retransmission that is
+/// itself lost gets a second try, and never less than [`DEFAULT_HOLD`].
+pub(crate) fn hold_for_rtt(rtt: Duration) -> Duration {
+    rtt.saturating_mul(3).clamp(DEFAULT_HOLD, MAX_HOLD)
+}
 /// Packets held per slot while waiting; past this the oldest gap is given up at once,
 /// so a flood cannot grow memory.
 const MAX_HELD_PACKETS: usize = 2048;
@@ -197,6 +205,7 @@ pub(crate) struct FrameAssembler {
 }
 
 impl FrameAssembler {
+    /// Waits `hold` for a retransmission before giving a gap up; see [`FrameAssembler::set_hold`].
     pub(crate) fn new(hold: Duration) -> Self {
         FrameAssembler {
             held: BTreeMap::new(),
@@ -206,6 +215,13 @@ impl FrameAssembler {
             lost: 0,
             last_csrc: None,
         }
+    }
+
+    /// Changes how long a gap is waited for. The transport sets it from the round trip: a
+    /// retransmission cannot come sooner than one, and behind a full router queue the round
+    /// trip is most of a second.
+    pub(crate) fn set_hold(&mut self, hold: Duration) {
+        self.hold = hold;
     }
 
     /// Takes one packet; duplicates and packets of frames already handed out are ignored.

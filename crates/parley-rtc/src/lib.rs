@@ -70,7 +70,7 @@ fn rtc_config() -> RtcConfig {
 /// queued resend, and the receiver gave up the frame and waited for a keyframe. Congestion is
 /// the estimator's business (the pacer holds the total to it); this cap only stops a
 /// retransmission storm.
-const RTX_RATIO_CAP: f32 = 0.5;
+const RTX_RATIO_CAP: f32 = 0.35;
 
 /// How long sent video stays available for retransmission (str0m's default).
 const RTX_CACHE_AGE: Duration = Duration::from_secs(3);

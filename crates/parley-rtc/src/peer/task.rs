@@ -467,6 +467,12 @@ impl PeerTask {
                 }
                 self.last_bytes = Some((now, s.peer_bytes_rx, s.peer_bytes_tx));
                 self.stats.rtt = s.rtt.or(self.stats.rtt);
+                if let Some(rtt) = self.stats.rtt {
+                    let hold = h264::hold_for_rtt(rtt);
+                    for asm in self.assemblers.values_mut() {
+                        asm.set_hold(hold);
+                    }
+                }
                 self.stats.loss_in = s.ingress_loss_fraction;
                 self.stats.loss_out = s.egress_loss_fraction;
                 self.stats.jitter_in = self.jitter.values().max().copied();
@@ -541,7 +547,9 @@ impl PeerTask {
         if self.video_slots.contains(&mid) {
             self.assemblers
                 .entry(mid)
-                .or_insert_with(|| FrameAssembler::new(h264::DEFAULT_HOLD))
+                .or_insert_with(|| {
+                    FrameAssembler::new(self.stats.rtt.map_or(h264::DEFAULT_HOLD, h264::hold_for_rtt))
+                })
                 .push(VideoPacket {
                     seq_no: *packet.seq_no,
                     rtp_timestamp: header.timestamp,

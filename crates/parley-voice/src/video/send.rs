@@ -36,6 +36,11 @@ const POLL: Duration = Duration::from_millis(5);
 /// A request that comes sooner is answered when the interval is over, never dropped.
 const KEYFRAME_ANSWER_INTERVAL_US: u64 = 500_000;
 
+/// The interval also leaves the link this many times the last keyframe's own transmission
+/// time at the target bitrate: at 250 kbit/s a 20 KB keyframe takes 0.64 s to send, and two
+/// a second would be more than the link carries, so nothing would ever get through.
+const KEYFRAME_LINK_SHARE: u64 = 3;
+
 /// What the receive side passes on to the sender (both come in on the peer's one video
 /// event stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +95,7 @@ impl SendHandle {
             rtp_offset: rand::random(),
             keyframe_due: false,
             keyframe_requested: false,
-            last_keyframe_us: None,
+            last_keyframe: None,
             epoch,
             stats,
         };
@@ -140,7 +145,8 @@ struct VideoSender {
     keyframe_due: bool,
     /// A receiver asked for a keyframe; answered within [`KEYFRAME_ANSWER_INTERVAL_US`].
     keyframe_requested: bool,
-    last_keyframe_us: Option<u64>,
+    /// Capture time and size of the last keyframe sent.
+    last_keyframe: Option<(u64, u64)>,
     epoch: Instant,
     stats: VideoSendStats,
 }
@@ -234,7 +240,7 @@ impl VideoSender {
         if keyframe {
             // Whatever made it a keyframe, it answers every request made so far.
             self.keyframe_requested = false;
-            self.last_keyframe_us = Some(unit.capture_us);
+            self.last_keyframe = Some((unit.capture_us, unit.data.len() as u64));
         }
         let bytes = unit.data.len() as u64;
         let frame = EncodedVideo {
@@ -293,9 +299,11 @@ impl VideoSender {
         };
         let (width, height) = (encoder.settings().width, encoder.settings().height);
         let answer_request = self.keyframe_requested
-            && self
-                .last_keyframe_us
-                .is_none_or(|last| captured.capture_us.saturating_sub(last) >= KEYFRAME_ANSWER_INTERVAL_US);
+            && self.last_keyframe.is_none_or(|(at, bytes)| {
+                let sending_us = bytes * 8 * 1_000_000 / u64::from(target.bitrate_bps.max(1));
+                let interval = KEYFRAME_ANSWER_INTERVAL_US.max(KEYFRAME_LINK_SHARE * sending_us);
+                captured.capture_us.saturating_sub(at) >= interval
+            });
         if std::mem::take(&mut self.keyframe_due) || answer_request {
             encoder.force_keyframe();
         }
