@@ -287,7 +287,8 @@ mod tests {
             .map(|(_, t)| *t)
             .unwrap_or_else(|| panic!("no target"));
         assert_eq!((settled.width, settled.height, settled.fps), (1280, 720, 30));
-        assert_eq!(settled.bitrate_bps, 1_740_000);
+        // 0.87 of the estimate less the audio reserve.
+        assert_eq!(settled.bitrate_bps, 1_687_800);
 
         let low = feed(&mut rc, 10_000_000, 20, 300_000);
         // Within 5 s (here: at once) the target is under the new rate and stays there.
@@ -299,7 +300,7 @@ mod tests {
         assert!(t_settle - 10_000_000 <= 5_000_000);
         assert!(low.iter().all(|(_, t)| t.bitrate_bps <= 300_000));
         let after = low.last().map(|(_, t)| *t).unwrap_or_else(|| panic!("no target"));
-        assert_eq!(after.bitrate_bps, 261_000);
+        assert_eq!(after.bitrate_bps, 208_800);
         assert_eq!((after.width, after.height, after.fps), (640, 360, 15));
         // One step down for the whole drop, none afterwards.
         let changes = low.windows(2).filter(|w| w[0].1.rung != w[1].1.rung).count();
@@ -308,7 +309,7 @@ mod tests {
         let back = feed(&mut rc, 30_000_000, 30, 2_000_000);
         let (t_full, _) = back
             .iter()
-            .find(|(_, t)| t.bitrate_bps >= 1_700_000)
+            .find(|(_, t)| t.bitrate_bps >= 1_650_000)
             .copied()
             .unwrap_or_else(|| panic!("bitrate never recovered"));
         assert!(
