@@ -68,8 +68,8 @@ fn rtc_config() -> RtcConfig {
 /// NACKs. str0m's default (0.15) is below what a 10 % lossy path needs once retransmissions
 /// are themselves lost and reordered packets draw spurious NACKs: it silently dropped every
 /// queued resend, and the receiver gave up the frame and waited for a keyframe. Congestion is
-/// the estimator's business (the pacer holds the total to it); this cap only stops a
-/// retransmission storm.
+/// the sending client's estimator's business (its pacer holds the total to the estimate; the
+/// relay only forwards what that allows); this cap only stops a retransmission storm.
 const RTX_RATIO_CAP: f32 = 0.35;
 
 /// How long sent video stays available for retransmission (str0m's default).

@@ -275,21 +275,10 @@ impl PeerTask {
         if !self.rtc.is_connected() {
             return;
         }
-        let Some(pt) = self.rtc.media(mid).and_then(|m| {
-            let remote = m.remote_pts();
-            self.rtc
-                .codec_config()
-                .find(|p| p.spec().codec == Codec::Opus && remote.contains(&p.pt()))
-                .map(|p| p.pt())
-        }) else {
+        let Some(pt) = self.negotiated_pt(mid, Codec::Opus) else {
             return;
         };
-        let seq = self
-            .next_seq
-            .entry(mid)
-            .or_insert_with(|| SeqNo::from(crate::first_seq_no()));
-        let this_seq = *seq;
-        *seq = SeqNo::from(*this_seq + 1);
+        let this_seq = self.take_seq_no(mid);
         let mut direct = self.rtc.direct_api();
         let Some(stream) = direct.stream_tx_by_mid(mid, None) else {
             return;
@@ -318,12 +307,7 @@ impl PeerTask {
         let last = payloads.len().saturating_sub(1);
         let captured = frame.captured_at.unwrap_or_else(Instant::now);
         for (n, payload) in payloads.into_iter().enumerate() {
-            let seq = self
-                .next_seq
-                .entry(mid)
-                .or_insert_with(|| SeqNo::from(crate::first_seq_no()));
-            let this_seq = *seq;
-            *seq = SeqNo::from(*this_seq + 1);
+            let this_seq = self.take_seq_no(mid);
             let mut direct = self.rtc.direct_api();
             let Some(stream) = direct.stream_tx_by_mid(mid, None) else {
                 return;
@@ -335,6 +319,22 @@ impl PeerTask {
             );
             self.drain();
         }
+    }
+
+    /// The next sequence number of `mid`'s outgoing stream, which starts at a random point.
+    fn take_seq_no(&mut self, mid: Mid) -> SeqNo {
+        let seq = self
+            .next_seq
+            .entry(mid)
+            .or_insert_with(|| SeqNo::from(crate::first_seq_no()));
+        let this = *seq;
+        *seq = SeqNo::from(*this + 1);
+        this
+    }
+
+    /// How long frame reassembly waits for a retransmission on this path now.
+    fn video_hold(&self) -> Duration {
+        self.stats.rtt.map_or(h264::DEFAULT_HOLD, h264::hold_for_rtt)
     }
 
     /// The payload type the answer accepted for `codec` on `mid`.
@@ -467,11 +467,9 @@ impl PeerTask {
                 }
                 self.last_bytes = Some((now, s.peer_bytes_rx, s.peer_bytes_tx));
                 self.stats.rtt = s.rtt.or(self.stats.rtt);
-                if let Some(rtt) = self.stats.rtt {
-                    let hold = h264::hold_for_rtt(rtt);
-                    for asm in self.assemblers.values_mut() {
-                        asm.set_hold(hold);
-                    }
+                let hold = self.video_hold();
+                for asm in self.assemblers.values_mut() {
+                    asm.set_hold(hold);
                 }
                 self.stats.loss_in = s.ingress_loss_fraction;
                 self.stats.loss_out = s.egress_loss_fraction;
@@ -545,11 +543,10 @@ impl PeerTask {
             self.last_source.insert(mid, source);
         }
         if self.video_slots.contains(&mid) {
+            let hold = self.video_hold();
             self.assemblers
                 .entry(mid)
-                .or_insert_with(|| {
-                    FrameAssembler::new(self.stats.rtt.map_or(h264::DEFAULT_HOLD, h264::hold_for_rtt))
-                })
+                .or_insert_with(|| FrameAssembler::new(hold))
                 .push(VideoPacket {
                     seq_no: *packet.seq_no,
                     rtp_timestamp: header.timestamp,
